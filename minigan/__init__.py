@@ -1,0 +1,6 @@
+"""minigan: a compact define-by-run deep learning framework on NumPy and CuPy, and a zoo of GANs."""
+__version__ = "0.1.0"
+
+from .core import (FunctionNode, Parameter, Variable, as_array, as_variable, config,  # noqa
+                   force_backprop_mode, grad, no_backprop_mode, using_config)
+from . import backend, functions  # noqa

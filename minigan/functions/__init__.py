@@ -1,0 +1,10 @@
+"""Differentiable ops: `import minigan.functions as F`."""
+from .activation import elu, glu, leaky_relu, relu, relu6, sigmoid, softplus, swish, tanh  # noqa
+from .array import (broadcast_to, cast, concat, expand_dims, flatten, get_item, pad,  # noqa
+                    reshape, split_axis, squeeze, stack, sum_to, transpose, where)
+from .connection import linear  # noqa
+from .loss import (log_softmax, mean_absolute_error, mean_squared_error,  # noqa
+                   sigmoid_cross_entropy, softmax_cross_entropy)
+from .math import (abs, add, clip, div, exp, log, logsumexp, matmul, max, mean, min,  # noqa
+                   mul, neg, pow, sqrt, square, sub, sum)
+from .noise import dropout  # noqa

@@ -1,0 +1,140 @@
+"""Activation functions. Masks are constants, so each backward is differentiable again."""
+from .. import backend
+from ..core import FunctionNode
+from .array import split_axis
+from .math import clip, mul
+
+
+def _xp(x):
+    return backend.get_array_module(x)
+
+
+class ReLU(FunctionNode):
+    def forward(self, inputs):
+        self.retain_outputs((0,))
+        x, = inputs
+        return _xp(x).maximum(x, 0),
+
+    def backward(self, indexes, grad_outputs):
+        y, = self.get_retained_outputs()
+        gy, = grad_outputs
+        return gy * (y.array > 0).astype(gy.dtype),
+
+
+class LeakyReLU(FunctionNode):
+    def __init__(self, slope):
+        self.slope = slope
+
+    def forward(self, inputs):
+        x, = inputs
+        self.retain_inputs((0,))
+        return _xp(x).where(x >= 0, x, x * x.dtype.type(self.slope)),
+
+    def backward(self, indexes, grad_outputs):
+        x, = self.get_retained_inputs()
+        gy, = grad_outputs
+        slope = _xp(x.array).where(x.array >= 0, 1, self.slope)   # dy/dx: 1 or slope
+        return gy * slope.astype(gy.dtype),
+
+
+class ELU(FunctionNode):
+    def __init__(self, alpha):
+        self.alpha = alpha
+
+    def forward(self, inputs):
+        x, = inputs
+        self.retain_inputs((0,))
+        self.retain_outputs((0,))
+        xp = _xp(x)
+        return xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0))).astype(x.dtype),
+
+    def backward(self, indexes, grad_outputs):
+        x, = self.get_retained_inputs()
+        y, = self.get_retained_outputs()
+        gy, = grad_outputs
+        # dy/dx = 1 for x > 0, alpha e^x = y + alpha otherwise; y keeps it differentiable
+        pos = (x.array > 0).astype(gy.dtype)
+        return gy * pos + gy * (y + self.alpha) * (1 - pos),
+
+
+class Tanh(FunctionNode):
+    def forward(self, inputs):
+        self.retain_outputs((0,))
+        return _xp(inputs[0]).tanh(inputs[0]),
+
+    def backward(self, indexes, grad_outputs):
+        y, = self.get_retained_outputs()
+        return grad_outputs[0] * (1 - y * y),        # tanh' = 1 - tanh^2
+
+
+class Sigmoid(FunctionNode):
+    def forward(self, inputs):
+        self.retain_outputs((0,))
+        x, = inputs
+        half = x.dtype.type(0.5)
+        return _xp(x).tanh(x * half) * half + half,  # = 1 / (1 + e^-x), without overflow
+
+    def backward(self, indexes, grad_outputs):
+        y, = self.get_retained_outputs()
+        return grad_outputs[0] * y * (1 - y),        # sigma' = sigma (1 - sigma)
+
+
+class Softplus(FunctionNode):
+    def __init__(self, beta):
+        self.beta = beta
+
+    def forward(self, inputs):
+        self.retain_inputs((0,))
+        x, = inputs
+        b = x.dtype.type(self.beta)
+        return _xp(x).logaddexp(0, x * b) / b,       # log(1 + e^(beta x)) / beta, stable
+
+    def backward(self, indexes, grad_outputs):
+        x, = self.get_retained_inputs()
+        return grad_outputs[0] * sigmoid(x * self.beta),
+
+
+def relu(x):
+    """max(x, 0)."""
+    return ReLU().apply((x,))[0]
+
+
+def leaky_relu(x, slope=0.2):
+    """max(x, slope * x), elementwise."""
+    return LeakyReLU(slope).apply((x,))[0]
+
+
+def elu(x, alpha=1.0):
+    """x for x > 0, alpha (e^x - 1) otherwise (Clevert et al. 2015)."""
+    return ELU(alpha).apply((x,))[0]
+
+
+def relu6(x):
+    """min(max(x, 0), 6)."""
+    return clip(x, 0.0, 6.0)
+
+
+def tanh(x):
+    """Hyperbolic tangent."""
+    return Tanh().apply((x,))[0]
+
+
+def sigmoid(x):
+    """1 / (1 + e^-x)."""
+    return Sigmoid().apply((x,))[0]
+
+
+def softplus(x, beta=1.0):
+    """log(1 + e^(beta x)) / beta: a smooth relu."""
+    return Softplus(beta).apply((x,))[0]
+
+
+def swish(x, beta=1.0):
+    """x sigmoid(beta x) (Ramachandran et al. 2017; SiLU for beta = 1)."""
+    return mul(x, sigmoid(x * beta))
+
+
+def glu(x, axis=1):
+    """a * sigmoid(b) where a, b are the two halves of x along axis (Dauphin et al. 2017)."""
+    a, b = split_axis(x, 2, axis)
+    return a * sigmoid(b)

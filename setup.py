@@ -1,0 +1,19 @@
+"""minigan: a compact, Chainer-style define-by-run deep learning framework and a zoo of GANs."""
+from setuptools import find_packages, setup
+
+setup(
+    name="minigan",
+    version="0.1.0",
+    description="A compact define-by-run deep learning framework on NumPy/CuPy, with a GAN zoo",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["minigan", "minigan.*"]),
+    install_requires=["numpy>=1.24", "pillow>=9", "h5py>=3.7", "click>=8.1"],
+    extras_require={
+        "cuda12": ["cupy-cuda12x>=13"],
+        "cuda13": ["cupy-cuda13x>=13", "nvidia-cuda-nvrtc"],
+        "test": ["pytest>=7"],
+    },
+    entry_points={"console_scripts": ["minigan=minigan.cli:main"]},
+)
