@@ -121,9 +121,10 @@ def check_double_backward(func, x_data, y_grad=None, x_grad_grad=None, params=()
     def first_order(*args):
         xs, gys = args[:n_x], args[n_x:]
         ys = _tuple(func(*xs))
-        gxs = grad(list(ys), list(xs) + list(params), list(gys), create_graph=True)
+        wrt = [x for x in xs if isinstance(x, Variable)] + list(params)   # not integer labels
+        gxs = grad(list(ys), wrt, list(gys), create_graph=True)
         return tuple(g if g is not None else Variable(xp.zeros(v.shape, v.dtype), requires_grad=False)
-                     for g, v in zip(gxs, list(xs) + list(params)))
+                     for g, v in zip(gxs, wrt))
 
     check_backward(first_order, x_data + y_grad, x_grad_grad, params=params, eps=eps, atol=atol,
                    rtol=rtol, seed=seed + 2)

@@ -15,11 +15,7 @@ def _operands(name, a, b):
     if not isinstance(a, Variable) and not isinstance(b, Variable):
         raise TypeError(f"{name}: at least one operand must be a Variable")
     like = a if isinstance(a, Variable) else b
-    xp = _xp(like.array)
-    if not isinstance(a, Variable):
-        a = xp.asarray(a, dtype=like.dtype)
-    if not isinstance(b, Variable):
-        b = xp.asarray(b, dtype=like.dtype)
+    a, b = _constant(a, like), _constant(b, like)
     if a.dtype != b.dtype:
         raise TypeError(f"{name}: dtypes {a.dtype} and {b.dtype} differ; cast one (F.cast)")
     try:
@@ -28,6 +24,16 @@ def _operands(name, a, b):
         raise ValueError(f"{name}: shapes {a.shape} and {b.shape} cannot be broadcast "
                          "together") from None
     return a, b
+
+
+def _constant(c, like):
+    """A non-Variable operand in like's dtype: scalars become arrays on like's device, arrays keep
+    theirs (so that mixing devices is reported by FunctionNode.apply)."""
+    if isinstance(c, Variable):
+        return c
+    if isinstance(c, numpy.ndarray) or backend.is_cupy_array(c):
+        return c if c.dtype == like.dtype else c.astype(like.dtype)
+    return _xp(like.array).asarray(c, dtype=like.dtype)
 
 
 class Add(FunctionNode):
@@ -214,7 +220,7 @@ class Sqrt(FunctionNode):
 class Abs(FunctionNode):
     def forward(self, inputs):
         self.retain_inputs((0,))
-        return abs(inputs[0]),
+        return _xp(inputs[0]).abs(inputs[0]),
 
     def backward(self, indexes, grad_outputs):
         x, = self.get_retained_inputs()

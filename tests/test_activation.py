@@ -1,0 +1,65 @@
+"""Activations and dropout: forward vs NumPy, first and second derivatives."""
+import numpy
+import pytest
+
+import minigan
+import minigan.functions as F
+from minigan import Variable
+from helpers import check_op, randn
+
+
+def _away_from_zero(shape, seed=0):
+    """Inputs at least 0.05 from 0, where relu-like functions have their kink."""
+    x = randn(*shape, seed=seed)
+    return numpy.where(x >= 0, x + 0.05, x - 0.05)
+
+
+sigmoid = lambda x: 1 / (1 + numpy.exp(-x))
+
+
+@pytest.mark.parametrize("fn,ref", [
+    (F.relu, lambda x: numpy.maximum(x, 0)),
+    (lambda x: F.leaky_relu(x, 0.2), lambda x: numpy.where(x >= 0, x, 0.2 * x)),
+    (lambda x: F.elu(x, 1.3), lambda x: numpy.where(x > 0, x, 1.3 * (numpy.exp(x) - 1))),
+    (F.relu6, lambda x: numpy.clip(x, 0, 6)),
+    (F.tanh, numpy.tanh),
+    (F.sigmoid, sigmoid),
+    (F.softplus, lambda x: numpy.log1p(numpy.exp(x))),
+    (lambda x: F.softplus(x, beta=2.0), lambda x: numpy.log1p(numpy.exp(2 * x)) / 2),
+    (F.swish, lambda x: x * sigmoid(x)),
+    (F.glu, lambda x: x[:, :2] * sigmoid(x[:, 2:])),
+], ids=["relu", "leaky_relu", "elu", "relu6", "tanh", "sigmoid", "softplus", "softplus_beta",
+        "swish", "glu"])
+@pytest.mark.parametrize("shape", [(3, 4), (2, 4, 3, 3)])
+def test_activation(fn, ref, shape):
+    x = _away_from_zero(shape, seed=1) * 3
+    if fn is F.relu6:
+        x = numpy.where(numpy.abs(x - 6) < 0.05, x + 0.1, x)
+    check_op(fn, (x,), ref)
+
+
+def test_activations_are_stable_for_large_inputs():
+    x = Variable(numpy.array([-800.0, 800.0], numpy.float32))
+    numpy.testing.assert_allclose(F.sigmoid(x).array, [0.0, 1.0])
+    numpy.testing.assert_allclose(F.softplus(x).array, [0.0, 800.0])
+    assert numpy.isfinite(F.elu(x).array).all()
+
+
+def test_dropout_scales_kept_units_and_is_identity_in_test_mode():
+    numpy.random.seed(0)
+    x = Variable(numpy.ones((1000, 100), numpy.float32))
+    y = F.dropout(x, 0.3)
+    kept = y.array != 0
+    assert abs(kept.mean() - 0.7) < 0.01
+    numpy.testing.assert_allclose(y.array[kept], 1 / 0.7, rtol=1e-6)
+    F.sum(y).backward()
+    numpy.testing.assert_array_equal(x.grad.array, y.array)
+    with minigan.using_config("train", False):
+        assert F.dropout(x, 0.3) is x
+
+
+def test_dropout_gradients_with_a_fixed_mask():
+    mask = (numpy.random.RandomState(3).rand(4, 5) > 0.5) * 2.0
+    check_op(lambda v: F.dropout(v, 0.5, mask=mask), (randn(4, 5),), lambda v: v * mask)
+    with pytest.raises(ValueError, match="ratio must be in"):
+        F.dropout(Variable(numpy.ones(3)), 1.0)
