@@ -24,6 +24,11 @@ def is_cupy_array(x):
     return type(x).__module__.startswith("cupy") and _import_cupy() is not None
 
 
+def is_array(x):
+    """True for a NumPy or CuPy array (not a NumPy scalar, which cannot be written in place)."""
+    return isinstance(x, numpy.ndarray) or is_cupy_array(x)
+
+
 def get_array_module(*arrays):
     """numpy or cupy, whichever the arrays (or Variables) live in."""
     for a in arrays:

@@ -10,6 +10,7 @@ A FunctionNode's backward is written with differentiable ops on Variables, so th
 `create_graph=True` the gradient is itself a graph and can be differentiated again (WGAN-GP).
 """
 import contextlib
+import copy
 import heapq
 import itertools
 import threading
@@ -109,6 +110,16 @@ class Variable:
             g = Variable(g, requires_grad=False)
         self._grad = g
 
+    def __deepcopy__(self, memo):
+        """A copy of the array and gradient as a new leaf (the graph is not copied)."""
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            if k != "node":
+                new.__dict__[k] = copy.deepcopy(v, memo)
+        new.node = VariableNode(new, self.node.requires_grad)
+        return new
+
     def cleargrad(self):
         self._grad = None
 
@@ -124,11 +135,13 @@ class Variable:
         return self.array.item()
 
     # -- graph -------------------------------------------------------------------------------
-    def backward(self, create_graph=False, retain_grad=False):
+    def backward(self, create_graph=False, retain_grad=False, inputs=None):
         """Accumulate d(self)/d(leaf) into the .grad of every leaf that requires it.
 
         The starting gradient is self.grad if set, else 1 (self must then have one element).
         With retain_grad, intermediate variables that are still alive keep their .grad too.
+        With inputs (e.g. one network's parameters), only those get a .grad, and no gradient
+        is computed that cannot reach them (a GAN's generator step through the discriminator).
         """
         if self._grad is not None:
             gy = self._grad
@@ -138,7 +151,16 @@ class Variable:
         else:
             raise ValueError(f"backward() of a Variable of shape {self.shape} needs its .grad set "
                              "to the starting gradient (only one-element outputs default to 1)")
-        _backprop([self.node], [gy], create_graph, targets=None, retain_grad=retain_grad)
+        if inputs is None:
+            _backprop([self.node], [gy], create_graph, targets=None, retain_grad=retain_grad)
+            return
+        inputs = list(inputs)
+        found = _backprop([self.node], [gy], create_graph, [v.node for v in inputs])
+        with using_config("enable_backprop", create_graph):
+            for v in inputs:
+                g = found.get(v.node)
+                if g is not None:
+                    v._grad = g if v._grad is None else v._grad + g
 
     def unchain(self):
         """Make this variable a leaf: forget its creator (the graph above stays for others)."""
@@ -382,6 +404,8 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False):
     inputs = [inputs] if isinstance(inputs, Variable) else list(inputs)
     if grad_outputs is None:
         grad_outputs = [None] * len(outputs)
+    elif not isinstance(grad_outputs, (list, tuple)):
+        grad_outputs = [grad_outputs]
     gys = []
     for y, gy in zip(outputs, grad_outputs):
         if gy is None:

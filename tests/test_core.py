@@ -209,3 +209,25 @@ def test_backward_shape_errors_name_the_op():
     y = Wrong().apply((Variable(numpy.ones(3)),))[0]
     with pytest.raises(ValueError, match=r"Wrong.backward: gradient of input 0 has shape \(1,\)"):
         y.backward()
+
+
+def test_backward_with_inputs_fills_only_those():
+    a, b = Variable(numpy.array([1.0, 2.0])), Variable(numpy.array([3.0, 4.0]))
+    y = F.sum(a * b)
+    y.backward(inputs=[a])
+    numpy.testing.assert_allclose(a.grad.array, b.array)
+    assert b.grad is None
+    y.backward(inputs=[a])                              # accumulates like backward()
+    numpy.testing.assert_allclose(a.grad.array, 2 * b.array)
+
+
+def test_deepcopy_gives_an_independent_leaf():
+    import copy
+    x = Variable(numpy.ones(3))
+    x.extra = "kept"
+    y = copy.deepcopy(x * 2)
+    assert y.creator is None and y.requires_grad
+    z = copy.deepcopy(x)
+    assert z.extra == "kept" and z.array is not x.array
+    F.sum(z * 3).backward()
+    assert x.grad is None and z.grad.array.tolist() == [3.0, 3.0, 3.0]

@@ -1,0 +1,267 @@
+"""Batch, fixed (test-mode) and instance normalization.
+
+Both norms standardize x, xhat = (x - mean) / sqrt(var + eps), and then scale and shift each
+channel, y = gamma xhat + beta. Batch norm takes the statistics over (N, H, W), instance norm over
+(H, W) of each (n, c) plane. The arrays are seen as rows (N, C, S), S = H W, so that both reduce
+rows with BLAS (a @ 1, a . b), several times faster than numpy's sum over axes.
+
+One fused node computes y and, when no graph is recorded, its gradients in a few passes. When the
+gradient must itself be differentiable (create_graph=True), the node rebuilds xhat and
+inv_std = 1 / sqrt(var + eps) as outputs of `Standardize`, whose backward is again written with
+differentiable ops, so every order of derivative is exact.
+"""
+from .. import backend
+from ..core import FunctionNode, as_array, as_variable, config
+from .array import reshape
+from .math import mean, sum
+
+
+_BLOCK = 1 << 17     # elements per block of channels (512 KiB of float32): a block's several
+                     # passes hit the cache, and x, gy cross main memory once per direction
+                     # (measured on 2 cores, next to PyTorch: 1.5-2x faster from 512K elements)
+
+
+def _rows(a):
+    """(N, C, ...) -> (N, C, S)."""
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+def _row_dot(a, b):
+    """sum_s a * b for each row of (N, C, S) arrays -> (N, C), as BLAS dot products."""
+    xp = backend.get_array_module(a)
+    if hasattr(xp, "vecdot"):           # NumPy >= 2: one fused loop, no batch of tiny GEMMs
+        return xp.vecdot(a, b)
+    return (a[..., None, :] @ b[..., :, None])[..., 0, 0]
+
+
+class _Layout:
+    """Which rows share statistics: all N of a channel (batch norm) or each (n, c) (instance)."""
+
+    def __init__(self, shape, per_sample):
+        self.shape, self.per_sample = shape, per_sample
+        size = 1
+        for s in shape[2:]:
+            size *= s
+        self.count = size if per_sample else size * shape[0]       # elements per statistic
+        self.axes = tuple(a for a in range(2 if per_sample else 0, len(shape)) if a != 1)
+        self.param_axes = (0,) + tuple(range(2, len(shape)))          # reduced for gamma, beta
+        self.stat_shape = ((shape[0] if per_sample else 1), shape[1]) + (1,) * (len(shape) - 2)
+        self.w = None                                                 # 1/n, for row means
+
+    def group(self, row_stats):
+        """(N, C) per-row sums -> (G, C, 1) per-statistic sums."""
+        s = row_stats[..., None]
+        return s if self.per_sample or len(s) == 1 else s.sum(0, keepdims=True)
+
+    def blocks(self, x3):
+        """Slices of the channel axis: one for small or CuPy arrays, else L2-sized blocks."""
+        n, c, size = x3.shape
+        if backend.is_cupy_array(x3) or x3.size <= 2 * _BLOCK:
+            return [slice(None)]
+        step = max(1, _BLOCK // (n * size))
+        return [slice(i, i + step) for i in range(0, c, step)]
+
+    def row_means(self, a):
+        """(N, c, S) -> (G, c, 1) means, the row sums done by BLAS as a @ (1/n)."""
+        if self.w is None:
+            self.w = backend.get_array_module(a).full(a.shape[-1], 1 / self.count, a.dtype)
+        return self.group(a @ self.w)
+
+    def per_channel(self, v):
+        """(G, c, 1) -> (c,), summed over G."""
+        return v.reshape(-1) if len(v) == 1 else v.sum(0)[:, 0]
+
+    def forward(self, x3, gamma, beta, eps, out=None):
+        """y3 = gamma (x3 - mean) inv_std + beta (xhat if gamma is None) on a block of rows, and
+        [mean, var, inv_std, gamma inv_std], each (G, c, 1).
+
+        Two passes for the variance, so no cancellation however large the mean.
+        """
+        xp = backend.get_array_module(x3)
+        mu = self.row_means(x3)
+        y3 = xp.subtract(x3, mu, out=out)                             # x - mean
+        var = self.group(_row_dot(y3, y3)) * (1 / self.count)
+        inv = 1 / xp.sqrt(var + eps)
+        scale = inv if gamma is None else gamma[:, None] * inv
+        y3 *= scale
+        if beta is not None:
+            y3 += beta[:, None]
+        return y3, [mu, var, inv, scale]
+
+    def backward(self, x3, gy3, mu, inv, scale, out=None):
+        """gx3 = a (gy - mean(gy) - xhat mean(gy xhat)) with a = gamma inv_std; ggamma, gbeta.
+
+        As gx = a gy + b (x - mean) + c with per-statistic b = -a inv_std mean(gy xhat),
+        c = -a mean(gy): four passes over memory after x - mean.
+        """
+        xp = backend.get_array_module(x3)
+        xc = x3 - mu
+        m1 = self.row_means(gy3)                                      # mean(gy)
+        m2 = self.group(_row_dot(gy3, xc)) * (inv * (1 / self.count))  # mean(gy xhat)
+        xc *= scale * inv * -m2
+        xc -= scale * m1
+        gx3 = xp.multiply(gy3, scale, out=out)
+        gx3 += xc
+        return gx3, self.per_channel(m2) * self.count, self.per_channel(m1) * self.count
+
+
+def _run_forward(lay, x, gamma, beta, eps):
+    """y and [mean, var, inv_std, gamma inv_std] (each (G, C, 1)), block by block of channels."""
+    x3 = _rows(x)
+    blocks = lay.blocks(x3)
+    if len(blocks) == 1:
+        y3, stats = lay.forward(x3, gamma, beta, eps)
+        return y3.reshape(x.shape), stats
+    xp = backend.get_array_module(x)
+    y3 = xp.empty_like(x3)
+    stats = [xp.empty((len(x) if lay.per_sample else 1, x.shape[1], 1), x.dtype) for _ in range(4)]
+    for b in blocks:
+        _, part = lay.forward(x3[:, b], None if gamma is None else gamma[b],
+                              None if beta is None else beta[b], eps, out=y3[:, b])
+        for whole, p in zip(stats, part):
+            whole[:, b] = p
+    return y3.reshape(x.shape), stats
+
+
+def _run_backward(lay, x, gy, mu, inv, scale):
+    """gx, ggamma, gbeta on arrays, block by block of channels."""
+    x3, gy3 = _rows(x), _rows(gy)
+    blocks = lay.blocks(x3)
+    if len(blocks) == 1:
+        gx3, ggamma, gbeta = lay.backward(x3, gy3, mu, inv, scale)
+        return gx3.reshape(x.shape), ggamma, gbeta
+    xp = backend.get_array_module(x)
+    gx3 = xp.empty_like(x3)
+    ggamma, gbeta = xp.empty(x.shape[1], x.dtype), xp.empty(x.shape[1], x.dtype)
+    for b in blocks:
+        _, ggamma[b], gbeta[b] = lay.backward(x3[:, b], gy3[:, b], mu[:, b], inv[:, b],
+                                              scale[:, b], out=gx3[:, b])
+    return gx3.reshape(x.shape), ggamma, gbeta
+
+
+def _standardize_grad(xhat, inv_std, gxhat, ginv, axes, count):
+    """d/dx of <gxhat, xhat> + <ginv, inv_std>, with differentiable ops.
+
+    gx = inv_std (gxhat - mean(gxhat) - xhat mean(gxhat xhat)) - ginv inv_std^2 xhat / count,
+    since d xhat_j/dx_i = inv_std (delta_ij - 1/n - xhat_i xhat_j / n) and
+    d inv_std/dx_i = -inv_std^3 (x_i - mean) / n = -inv_std^2 xhat_i / n.
+    """
+    gx = None
+    if gxhat is not None:
+        gx = inv_std * (gxhat - mean(gxhat, axes, keepdims=True)
+                        - xhat * mean(gxhat * xhat, axes, keepdims=True))
+    if ginv is not None:
+        term = xhat * (ginv * inv_std * inv_std * (-1.0 / count))
+        gx = term if gx is None else gx + term
+    return gx
+
+
+class Standardize(FunctionNode):
+    """x -> (xhat, inv_std): x standardized over the layout's axes, and 1 / sqrt(var + eps)."""
+
+    def __init__(self, per_sample, eps):
+        self.per_sample, self.eps = per_sample, eps
+
+    def forward(self, inputs):
+        x, = inputs
+        self.layout = _Layout(x.shape, self.per_sample)
+        xhat, stats = _run_forward(self.layout, x, None, None, self.eps)
+        self.retain_outputs((0, 1))
+        return xhat, stats[2].reshape(self.layout.stat_shape)
+
+    def backward(self, indexes, grad_outputs):
+        xhat, inv_std = self.get_retained_outputs()
+        gxhat, ginv = grad_outputs
+        lay = self.layout
+        return _standardize_grad(xhat, inv_std, gxhat, ginv, lay.axes, lay.count),
+
+
+class Normalization(FunctionNode):
+    """y = gamma xhat + beta, with batch (per_sample=False) or instance statistics."""
+
+    def __init__(self, per_sample, eps):
+        self.per_sample, self.eps = per_sample, eps
+
+    def forward(self, inputs):
+        x, gamma, beta = inputs
+        self.retain_inputs((0, 1))
+        self.layout = _Layout(x.shape, self.per_sample)
+        y, (self.mean, self.var, self.inv_std, self.scale) = _run_forward(self.layout, x, gamma,
+                                                                          beta, self.eps)
+        return y,
+
+    def backward(self, indexes, grad_outputs):
+        x, gamma = self.get_retained_inputs()
+        gy, = grad_outputs
+        lay = self.layout
+        if not config.enable_backprop:    # plain arrays: nothing will differentiate this gradient
+            return _run_backward(lay, x.array, gy.array, self.mean, self.inv_std, self.scale)
+        c = x.shape[1]
+        xhat, inv_std = Standardize(self.per_sample, self.eps).apply((x,))
+        pshape = (1, c) + (1,) * (x.ndim - 2)
+        gx = _standardize_grad(xhat, inv_std, gy * reshape(gamma, pshape), None, lay.axes,
+                               lay.count) if 0 in indexes else None
+        ggamma = reshape(sum(gy * xhat, lay.param_axes), (c,)) if 1 in indexes else None
+        gbeta = reshape(sum(gy, lay.param_axes), (c,)) if 2 in indexes else None
+        return gx, ggamma, gbeta
+
+
+def _check(name, x, params, min_ndim=2):
+    """Raise ValueError unless x is (N, C, ...) and every parameter is a (C,) array of x's dtype."""
+    if x.ndim < min_ndim:
+        raise ValueError(f"{name}: x must have at least {min_ndim} axes (N, C, ...), got shape "
+                         f"{x.shape}")
+    for pname, p in params.items():
+        p = as_array(p)
+        if p.shape != (x.shape[1],):
+            raise ValueError(f"{name}: {pname} has shape {p.shape}, expected ({x.shape[1]},) "
+                             f"for x of shape {x.shape}")
+        if p.dtype != x.dtype:
+            raise TypeError(f"{name}: {pname} has dtype {p.dtype}, x has dtype {x.dtype}")
+
+
+def batch_normalization(x, gamma, beta, eps=2e-5, running_mean=None, running_var=None,
+                        decay=0.9):
+    """Training-mode batch norm over all axes but 1; updates running_mean/var in place if given.
+
+    running = decay running + (1 - decay) batch statistic, with the unbiased variance
+    (n / (n - 1)) for running_var, as Chainer and PyTorch (momentum = 1 - decay) do.
+    """
+    x = as_variable(x)
+    running = {k: v for k, v in (("running_mean", running_mean), ("running_var", running_var))
+               if v is not None}
+    _check("batch_normalization", x, {"gamma": gamma, "beta": beta, **running})
+    node = Normalization(False, eps)
+    y, = node.apply((x, gamma, beta))
+    n = node.layout.count
+    if running_mean is not None:
+        running_mean *= decay
+        running_mean += node.mean.reshape(-1) * (1 - decay)
+    if running_var is not None:      # unbiased; a single value per channel gives var = 0
+        running_var *= decay
+        running_var += node.var.reshape(-1) * ((1 - decay) * n / max(n - 1, 1))
+    return y
+
+
+def fixed_batch_normalization(x, gamma, beta, mean, var, eps=2e-5):
+    """Test-mode batch norm: gamma (x - mean) / sqrt(var + eps) + beta with given statistics."""
+    x = as_variable(x)
+    _check("fixed_batch_normalization", x,
+           {"gamma": gamma, "beta": beta, "mean": mean, "var": var})
+    pshape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    mean, var = as_array(mean), as_array(var)                       # constants
+    xp = backend.get_array_module(mean)
+    scale = as_variable(gamma) * (1 / xp.sqrt(var + x.dtype.type(eps)))
+    return (x - mean.reshape(pshape)) * reshape(scale, pshape) + reshape(beta, pshape)
+
+
+def instance_normalization(x, gamma=None, beta=None, eps=1e-5):
+    """Normalize each (n, c) plane over its spatial axes (biased variance), then gamma, beta."""
+    x = as_variable(x)
+    if (gamma is None) != (beta is None):
+        raise ValueError("instance_normalization: give both gamma and beta, or neither")
+    if gamma is None:           # constants: no gradient is computed for them
+        xp = backend.get_array_module(x.array)
+        gamma, beta = xp.ones(x.shape[1:2], x.dtype), xp.zeros(x.shape[1:2], x.dtype)
+    _check("instance_normalization", x, {"gamma": gamma, "beta": beta}, min_ndim=3)
+    return Normalization(True, eps).apply((x, gamma, beta))[0]

@@ -1,0 +1,320 @@
+"""convolution_2d / deconvolution_2d: gradient checks (first and second order), PyTorch oracle,
+im2col/col2im against loops, error messages, and gradients that must not be computed."""
+import numpy
+import pytest
+
+import minigan
+import minigan.functions as F
+from minigan import Variable
+from minigan.functions import convolution as conv_module
+from minigan.functions import im2col as im
+from minigan.gradient_check import check_backward, check_double_backward
+
+
+class Case:
+    """One op configuration: shapes and hyper-parameters of a conv or deconv."""
+
+    def __init__(self, n, cin, cout, size, k, stride=1, pad=0, dilate=1, groups=1, extra=None):
+        self.n, self.cin, self.cout, self.size, self.k = n, cin, cout, size, _pair(k)
+        self.stride, self.pad, self.dilate, self.groups = stride, pad, dilate, groups
+        self.extra = extra            # deconv only: outsize - default size (output_padding)
+
+    def __repr__(self):
+        return (f"N{self.n}-{self.cin}to{self.cout}-{self.size}-k{self.k}-s{self.stride}"
+                f"-p{self.pad}-d{self.dilate}-g{self.groups}" +
+                (f"-op{self.extra}" if self.extra else ""))
+
+    def arrays(self, deconv, bias, dtype=numpy.float64, seed=0):
+        rng = numpy.random.RandomState(seed)
+        kh, kw = self.k
+        wshape = ((self.cin, self.cout // self.groups, kh, kw) if deconv else
+                  (self.cout, self.cin // self.groups, kh, kw))
+        arrays = [rng.standard_normal((self.n, self.cin) + _pair(self.size)),
+                  rng.standard_normal(wshape) / numpy.sqrt(self.cin // self.groups * kh * kw)]
+        if bias:
+            arrays.append(rng.standard_normal(self.cout))
+        return tuple(a.astype(dtype) for a in arrays)
+
+    def outsize(self):
+        """deconv outsize: default + extra, or None."""
+        if not self.extra:
+            return None
+        return tuple(_deconv_default(n, k, s, p, d) + e for n, k, s, p, d, e in zip(
+            _pair(self.size), self.k, _pair(self.stride), _pair(self.pad), _pair(self.dilate),
+            _pair(self.extra)))
+
+    def minigan(self, deconv):
+        """The op as a function of Variables (x, W[, b])."""
+        if deconv:
+            return lambda x, W, b=None: F.deconvolution_2d(
+                x, W, b, self.stride, self.pad, self.outsize(), self.dilate, self.groups)
+        return lambda x, W, b=None: F.convolution_2d(x, W, b, self.stride, self.pad, self.dilate,
+                                                     self.groups)
+
+    def torch(self, deconv):
+        tf = torch_module().nn.functional
+        if deconv:
+            return lambda x, W, b=None: tf.conv_transpose2d(
+                x, W, b, self.stride, self.pad, self.extra or 0, self.groups, self.dilate)
+        return lambda x, W, b=None: tf.conv2d(x, W, b, self.stride, self.pad, self.dilate,
+                                              self.groups)
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _deconv_default(n, k, s, p, d):
+    return s * (n - 1) + d * (k - 1) + 1 - 2 * p
+
+
+def torch_module():
+    return pytest.importorskip("torch", reason="PyTorch reference tests need: "
+                                               "pip install torch==2.13.0")
+
+
+CONV_CASES = [
+    Case(1, 3, 4, 5, 3, pad=1),                                     # 3x3 same
+    Case(2, 4, 6, (7, 6), 4, stride=2, pad=1),                      # pix2pix down, odd sizes
+    Case(2, 4, 6, (8, 7), (3, 2), stride=(2, 1), pad=(1, 0), groups=2),
+    Case(1, 4, 4, (9, 8), 3, stride=2, pad=2, dilate=2, groups=4),  # depthwise, dilated
+    Case(2, 3, 5, 6, 1),                                            # pointwise (no im2col)
+    Case(1, 2, 3, 7, 2, stride=3),                                  # stride > kernel
+    Case(1, 6, 4, (4, 5), 5, pad=2, groups=2),                      # kernel covers the image
+    Case(2, 3, 2, 2, 4, stride=2, pad=1),                           # 2x2 -> 1x1 (pix2pix enc.c7)
+    Case(1, 2, 3, 5, 3, stride=2, dilate=(1, 2)),
+    Case(2, 6, 2, (6, 5), (3, 2), pad=1, dilate=(2, 1), groups=2),  # few outputs: flipped route
+    Case(1, 4, 2, 4, 3, pad=3),                                     # pad > k-1: no flipped route
+]
+DECONV_CASES = [
+    Case(1, 3, 4, 4, 3, pad=1),
+    Case(2, 4, 6, (3, 4), 4, stride=2, pad=1),                      # pix2pix up
+    Case(1, 4, 6, 3, (3, 2), stride=(2, 3), pad=(1, 0), groups=2, extra=(1, 2)),
+    Case(1, 4, 4, 3, 3, stride=2, pad=1, dilate=2, groups=4, extra=1),
+    Case(2, 3, 5, 3, 1),
+    Case(1, 2, 3, 1, 4, stride=2, pad=1),                           # 1x1 input
+    Case(1, 2, 3, 2, 2, stride=3, extra=2),                         # stride > kernel, gaps
+    Case(2, 4, 2, (2, 3), 4, stride=2, pad=1, extra=(1, 0)),
+    Case(2, 2, 6, (4, 3), (3, 2), pad=(1, 0), dilate=(1, 2), groups=2),  # few inputs: conv route
+    Case(1, 2, 4, 5, 3, pad=3),                                     # pad > k-1: no conv route
+]
+
+
+def _ids(cases):
+    return [repr(c) for c in cases]
+
+
+def _ops():
+    return pytest.mark.parametrize("deconv,case", [(False, c) for c in CONV_CASES] +
+                                   [(True, c) for c in DECONV_CASES],
+                                   ids=["conv-" + repr(c) for c in CONV_CASES] +
+                                       ["deconv-" + repr(c) for c in DECONV_CASES])
+
+
+@_ops()
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+def test_backward(deconv, case, bias):
+    check_backward(case.minigan(deconv), case.arrays(deconv, bias), atol=1e-5, rtol=1e-4)
+
+
+@_ops()
+def test_double_backward(deconv, case):
+    check_double_backward(case.minigan(deconv), case.arrays(deconv, True), atol=1e-4, rtol=1e-3)
+
+
+def test_third_order_through_grad_w():
+    """d/dx of <d(<d/dW <y, gy>, ggW>)/dgy, v>: every node's backward is differentiable."""
+    case = CONV_CASES[1]
+    x, W = (Variable(a) for a in case.arrays(False, False))
+    f = case.minigan(False)
+
+    def second(x, W):
+        y = f(x, W)
+        gy = Variable(numpy.random.RandomState(1).standard_normal(y.shape))
+        gW, = minigan.grad([y], [W], [gy], create_graph=True)
+        return F.sum(gW * gW)
+    check_double_backward(second, (x.array, W.array), atol=1e-4, rtol=1e-3)
+
+
+@_ops()
+def test_matches_pytorch(deconv, case):
+    """float32 forward and every gradient against torch.nn.functional."""
+    torch = torch_module()
+    arrays = case.arrays(deconv, True, numpy.float32, seed=3)
+    vs = [Variable(a) for a in arrays]
+    y = case.minigan(deconv)(*vs)
+    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
+    yt = case.torch(deconv)(*ts)
+    gy = numpy.random.RandomState(4).standard_normal(y.shape).astype(numpy.float32)
+    y.grad = gy
+    y.backward()
+    yt.backward(torch.tensor(gy))
+    assert y.dtype == numpy.float32
+    for name, got, want in [("y", y.array, yt.detach().numpy())] + [
+            (f"grad {i}", v.grad.array, t.grad.numpy()) for i, (v, t) in enumerate(zip(vs, ts))]:
+        scale = float(numpy.abs(want).max()) or 1.0
+        numpy.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
+
+
+def test_pix2pix_layer_shape_matches_pytorch():
+    """One real-sized stride-2 layer, so the threaded im2col/col2im blocks run."""
+    torch = torch_module()
+    rng = numpy.random.RandomState(0)
+    x = rng.standard_normal((1, 16, 64, 64)).astype(numpy.float32)
+    W = (0.1 * rng.standard_normal((32, 16, 4, 4))).astype(numpy.float32)
+    xv, Wv = Variable(x), Variable(W)
+    y = F.convolution_2d(xv, Wv, stride=2, pad=1)
+    z = F.deconvolution_2d(y, Wv, stride=2, pad=1)      # back to (1, 16, 64, 64)
+    F.sum(z * z).backward()
+    xt, Wt = torch.tensor(x, requires_grad=True), torch.tensor(W, requires_grad=True)
+    zt = torch.nn.functional.conv_transpose2d(torch.nn.functional.conv2d(xt, Wt, None, 2, 1),
+                                              Wt, None, 2, 1)
+    (zt * zt).sum().backward()
+    for got, want in [(z.array, zt.detach().numpy()), (xv.grad.array, xt.grad.numpy()),
+                      (Wv.grad.array, Wt.grad.numpy())]:
+        numpy.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * numpy.abs(want).max())
+
+
+# -- im2col / col2im against the definition -------------------------------------------------------
+
+def _loops_im2col(x, kh, kw, sy, sx, ph, pw, oh, ow, dy, dx):
+    col = numpy.zeros(x.shape[:2] + (kh, kw, oh, ow), x.dtype)
+    H, W = x.shape[2:]
+    for i in range(kh):
+        for j in range(kw):
+            for y in range(oh):
+                for z in range(ow):
+                    h, w = sy * y + dy * i - ph, sx * z + dx * j - pw
+                    if 0 <= h < H and 0 <= w < W:
+                        col[:, :, i, j, y, z] = x[:, :, h, w]
+    return col
+
+
+@pytest.mark.parametrize("geometry", [
+    (3, 3, 1, 1, 1, 1, 1, 1), (4, 4, 2, 2, 1, 1, 1, 1), (3, 2, 2, 3, 2, 0, 2, 1),
+    (2, 2, 3, 3, 0, 0, 1, 1), (4, 3, 1, 2, 0, 1, 1, 3), (1, 1, 2, 2, 0, 0, 1, 1)],
+    ids=lambda g: "k{}x{}-s{}x{}-p{}x{}-d{}x{}".format(*g))
+@pytest.mark.parametrize("blocks", ["one", "many"])
+def test_im2col_col2im(geometry, blocks, monkeypatch):
+    """im2col equals the loops; col2im is its adjoint: <col2im(c), x> = <c, im2col(x)>."""
+    if blocks == "many":        # one channel per block, in the thread pool
+        monkeypatch.setattr(im, "_CHUNK_BYTES", 1)
+        monkeypatch.setattr(im, "_PARALLEL_BYTES", 0)
+    kh, kw, sy, sx, ph, pw, dy, dx = geometry
+    rng = numpy.random.RandomState(0)
+    x = rng.standard_normal((2, 3, 9, 8))
+    oh, ow = im.conv_outsize(9, kh, sy, ph, dy), im.conv_outsize(8, kw, sx, pw, dx)
+    col = im.im2col(x, kh, kw, sy, sx, ph, pw, oh, ow, dy, dx)
+    numpy.testing.assert_array_equal(col, _loops_im2col(x, kh, kw, sy, sx, ph, pw, oh, ow, dy, dx))
+    c = rng.standard_normal(col.shape)
+    for h, w in [(9, 8), (9 + sy - 1, 8 + sx - 1)]:     # also sizes with uncovered pixels
+        x2 = rng.standard_normal((2, 3, h, w))
+        img = im.col2im(c, sy, sx, ph, pw, h, w, dy, dx)
+        lhs = (img * x2).sum()
+        rhs = (c * im.im2col(x2, kh, kw, sy, sx, ph, pw, oh, ow, dy, dx)).sum()
+        assert abs(lhs - rhs) < 1e-9 * abs(rhs) + 1e-9
+
+
+# -- gradients that nothing needs are not computed ------------------------------------------------
+
+def test_input_gradient_skipped_when_input_is_constant(monkeypatch):
+    calls = []
+    deconv = conv_module.deconvolution_2d
+    monkeypatch.setattr(conv_module, "deconvolution_2d",
+                        lambda *a, **k: calls.append(1) or deconv(*a, **k))
+    rng = numpy.random.RandomState(0)
+    x = rng.standard_normal((1, 3, 8, 8)).astype(numpy.float32)
+    W = Variable(rng.standard_normal((4, 3, 4, 4)).astype(numpy.float32))
+    F.sum(F.convolution_2d(x, W, stride=2, pad=1)).backward()   # x: a plain array, a constant
+    assert calls == [] and W.grad is not None
+    xv = Variable(x)
+    F.sum(F.convolution_2d(xv, W, stride=2, pad=1)).backward()
+    assert calls == [1] and xv.grad.shape == x.shape
+
+
+def test_weight_gradient_skipped_when_weight_is_constant(monkeypatch):
+    made = []
+    monkeypatch.setattr(conv_module.Convolution2DGradW, "forward",
+                        lambda self, inputs: made.append(1) or ())
+    x = Variable(numpy.ones((1, 2, 5, 5)))
+    W = Variable(numpy.ones((2, 2, 3, 3)), requires_grad=False)
+    F.sum(F.deconvolution_2d(F.convolution_2d(x, W), W)).backward()
+    assert made == [] and x.grad is not None
+
+
+@pytest.mark.parametrize("deconv", [False, True], ids=["conv", "deconv"])
+def test_stride_1_builds_the_columns_of_the_side_with_fewer_channels(deconv, monkeypatch):
+    """A stride-1 conv 16 -> 2 (or deconv 2 -> 16) never builds 16 * 9 columns, in forward or
+    backward: the flipped formulation puts the columns on the 2-channel side."""
+    built = []
+    im2col = im.im2col
+    monkeypatch.setattr(im, "im2col", lambda x, *a, **k: built.append(x.shape[1]) or
+                        im2col(x, *a, **k))
+    rng = numpy.random.RandomState(0)
+    x = Variable(rng.standard_normal((1, 2 if deconv else 16, 8, 8)))
+    W = Variable(rng.standard_normal((2, 16, 3, 3)))
+    y = F.deconvolution_2d(x, W, pad=1) if deconv else F.convolution_2d(x, W, pad=1)
+    F.sum(y ** 2).backward()
+    assert built and 16 not in built
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: F.convolution_2d(numpy.zeros((1, 3, 8, 8)), numpy.zeros((4, 5, 3, 3))),
+     "convolution_2d: x (1, 3, 8, 8) has 3 channels but W (4, 5, 3, 3) expects 5 (groups=1)"),
+    (lambda: F.convolution_2d(numpy.zeros((1, 4, 8, 8)), numpy.zeros((4, 1, 3, 3)), groups=2),
+     "x (1, 4, 8, 8) has 4 channels but W (4, 1, 3, 3) expects 2 (groups=2)"),
+    (lambda: F.convolution_2d(numpy.zeros((1, 6, 8, 8)), numpy.zeros((4, 2, 3, 3)), groups=3),
+     "groups=3 must divide"),
+    (lambda: F.convolution_2d(numpy.zeros((1, 3, 8, 8)), numpy.zeros((4, 3, 3, 3)), groups=0),
+     "groups must be a positive int"),
+    (lambda: F.convolution_2d(numpy.zeros((1, 3, 2, 2)), numpy.zeros((4, 3, 3, 3))),
+     "empty output"),
+    (lambda: F.convolution_2d(numpy.zeros((1, 3, 8, 8)), numpy.zeros((4, 3, 3, 3)),
+                              numpy.zeros(5)), "b (5,) must have shape (4,)"),
+    (lambda: F.convolution_2d(numpy.zeros((3, 8, 8)), numpy.zeros((4, 3, 3, 3))), "4-D"),
+    (lambda: F.deconvolution_2d(numpy.zeros((1, 3, 4, 4)), numpy.zeros((4, 2, 3, 3))),
+     "deconvolution_2d: x (1, 3, 4, 4) has 3 channels but W (4, 2, 3, 3) expects 4"),
+    (lambda: F.deconvolution_2d(numpy.zeros((1, 4, 4, 4)), numpy.zeros((4, 2, 3, 3)), groups=3),
+     "groups=3 must divide"),
+    (lambda: F.deconvolution_2d(numpy.zeros((1, 4, 4, 4)), numpy.zeros((4, 2, 4, 4)), stride=2,
+                                pad=1, outsize=(10, 8)),
+     "outsize (10, 8) is invalid for x (1, 4, 4, 4) and W (4, 2, 4, 4) with stride (2, 2), "
+     "pad (1, 1), dilate (1, 1): each side must lie in [8, 9], [8, 9]"),
+    (lambda: F.deconvolution_2d(numpy.zeros((1, 4, 4, 4)), numpy.zeros((4, 2, 4, 4)), stride=2,
+                                pad=1, outsize=(7, 8)), "outsize (7, 8) is invalid"),
+    (lambda: F.convolution_2d(numpy.zeros((1, 3, 8, 8)), numpy.zeros((4, 3, 3, 3)),
+                              stride=(1, 2, 3)), "stride must be an int or a pair"),
+    (lambda: F.convolution_2d(numpy.zeros((1, 3, 8, 8)), numpy.zeros((4, 3, 3, 3)), stride=0),
+     "stride (0, 0) and dilate (1, 1) must be >= 1"),
+], ids=["channels", "channels-groups", "groups-divide", "groups-zero", "empty", "bias",
+        "ndim", "deconv-channels", "deconv-groups", "outsize-big", "outsize-small", "stride",
+        "stride-zero"])
+def test_errors(call, message):
+    with pytest.raises(ValueError) as e:
+        call()
+    assert message in str(e.value)
+
+
+def test_dtype_mismatch_is_a_type_error():
+    with pytest.raises(TypeError, match="share one dtype"):
+        F.convolution_2d(numpy.zeros((1, 3, 8, 8), numpy.float32), numpy.zeros((4, 3, 3, 3)))
+
+
+# -- GPU: the same xp code on CuPy matches NumPy -------------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("deconv,case", [(False, CONV_CASES[1]), (False, CONV_CASES[3]),
+                                         (True, DECONV_CASES[1]), (True, DECONV_CASES[2])])
+def test_cupy_matches_numpy(deconv, case):
+    import cupy
+    arrays = case.arrays(deconv, True, numpy.float32)
+    results = []
+    for to in (numpy.asarray, cupy.asarray):
+        vs = [Variable(to(a)) for a in arrays]
+        y = case.minigan(deconv)(*vs)
+        F.sum(y * y).backward()
+        results.append([minigan.backend.to_cpu(a) for a in [y.array] + [v.grad.array for v in vs]])
+    for got, want in zip(results[1], results[0]):
+        numpy.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * numpy.abs(want).max())
