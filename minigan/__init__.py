@@ -4,3 +4,4 @@ __version__ = "0.1.0"
 from .core import (FunctionNode, Parameter, Variable, as_array, as_variable, config,  # noqa
                    force_backprop_mode, grad, no_backprop_mode, using_config)
 from . import backend, functions  # noqa
+from . import initializers, links, optimizers, serializers  # noqa
