@@ -9,7 +9,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["minigan", "minigan.*"]),
-    install_requires=["numpy>=1.24", "pillow>=9", "h5py>=3.7", "click>=8.1"],
+    # matplotlib draws loss.png: a well-kept plotting library beats a hand-drawn chart
+    install_requires=["numpy>=1.24", "pillow>=9", "h5py>=3.7", "click>=8.1", "matplotlib>=3.6"],
     extras_require={
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=13", "nvidia-cuda-nvrtc"],

@@ -1,13 +1,20 @@
-"""The command line: one click group, one subcommand per task."""
+"""The command line: one click group; each subcommand lives in minigan/commands/."""
 import click
 
 from . import __version__
+from .commands.download import download
+from .commands.pix2pix import pix2pix_command, translate_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="minigan")
 def main():
     """minigan: train GANs on NumPy (CPU) or CuPy (GPU)."""
+
+
+# the registry of subcommands: a GAN is added here, never through an if/elif chain
+for command in (pix2pix_command, translate_command, download):
+    main.add_command(command)
 
 
 if __name__ == "__main__":

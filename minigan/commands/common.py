@@ -1,0 +1,162 @@
+"""What every training command shares: options, device and data setup, the run folder, errors."""
+import functools
+import json
+import os
+import sys
+
+import click
+import h5py
+import numpy
+
+from .. import backend
+from ..datasets import BatchIterator, DatasetError
+from ..serializers import SerializationError
+from ..training import Trainer, TrainingError, find_resume, fresh_run_folder
+
+# options that describe the run itself; on --resume they come from the snapshot
+RUN_FIXED = ("gpu", "iterations", "epochs", "resume", "workers", "out")
+
+
+def training_options(default_out, iterations=None, batch_size=1, snapshot_interval=1000,
+                     sample_interval=500, log_interval=20):
+    """The options every training command takes, with the command's own defaults."""
+    def decorate(f):
+        options = [
+            click.option("--gpu", type=int, default=-1, show_default=True,
+                         help="CUDA device id; -1 trains on the CPU."),
+            click.option("--out", default=default_out, show_default=True,
+                         help="Run folder; a folder holding an earlier run is never overwritten "
+                              "(a new one, OUT-2, is made)."),
+            click.option("--iterations", type=click.IntRange(1), default=iterations,
+                         help="Stop after this many iterations" +
+                              (f" [default: {iterations}]" if iterations else "") + "."),
+            click.option("--epochs", type=click.IntRange(1), default=None,
+                         help="Stop after this many passes over the data (instead of --iterations)."),
+            click.option("--batch-size", type=click.IntRange(1), default=batch_size,
+                         show_default=True),
+            click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+                         help="Seeds initialization, data order, augmentation and noise."),
+            click.option("--resume", is_flag=False, flag_value="latest", default=None,
+                         metavar="[PATH]",
+                         help="Continue a run: a snapshot file, a run folder, or (no value) the "
+                              "latest snapshot in --out."),
+            click.option("--snapshot-interval", type=click.IntRange(1), default=snapshot_interval,
+                         show_default=True),
+            click.option("--sample-interval", type=click.IntRange(1), default=sample_interval,
+                         show_default=True),
+            click.option("--log-interval", type=click.IntRange(1), default=log_interval,
+                         show_default=True),
+            click.option("--workers", type=click.IntRange(0), default=None,
+                         help="Background threads preparing batches [default: 2 on a GPU, "
+                              "1 on the CPU]."),
+        ]
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return decorate
+
+
+def user_errors(f):
+    """Turn the errors a user can fix into one line and exit status 1 (Ctrl-C into 130)."""
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except (DatasetError, TrainingError, SerializationError) as e:
+            raise click.ClickException(str(e).splitlines()[0]) from None
+        except RuntimeError as e:       # no CuPy / no device: backend.get_cupy says how
+            if str(e).startswith("--gpu"):
+                raise click.ClickException(str(e)) from None
+            raise
+        except KeyboardInterrupt:
+            click.echo("\naborted", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+def check_device(gpu):
+    """Fail early, in one line, when --gpu asks for a device this machine lacks."""
+    if gpu >= 0:
+        backend.get_cupy(gpu)
+
+
+def read_meta(path):
+    """The meta group of a snapshot (gan name, options) as strings, or a TrainingError."""
+    try:
+        with h5py.File(path, "r") as f:
+            meta = f.get("meta")
+            return {} if meta is None else {k: meta[k].asstr()[()] for k in meta}
+    except OSError as e:
+        raise TrainingError(f"{path} is not a readable snapshot (truncated or corrupt?): {e}") \
+            from None
+
+
+def resolve_run(ctx, gan, opts):
+    """The run folder, the snapshot to resume (or None), and the options in force.
+
+    On --resume the options that shape the run (architecture, data, seed...) are those saved in
+    the snapshot, so a resumed run cannot silently change them; a differing command-line value
+    is reported and ignored.
+    """
+    if opts["resume"] is None:
+        out = fresh_run_folder(opts["out"])
+        if out != opts["out"]:
+            click.echo(f"{opts['out']} holds an earlier run; this run writes to {out} "
+                       f"(continue the earlier one with --resume {opts['out']})", err=True)
+        return out, None, opts
+    path = find_resume(opts["resume"], opts["out"])
+    meta = read_meta(path)
+    if meta.get("gan") not in (None, gan):
+        raise TrainingError(f"{path} is a {meta['gan']} snapshot, not {gan}")
+    saved = json.loads(meta.get("options", "{}"))
+    for key, value in saved.items():
+        if key in RUN_FIXED or key not in opts:
+            continue
+        source = ctx.get_parameter_source(key)
+        if source is not None and source.name == "COMMANDLINE" and opts[key] != value:
+            click.echo(f"--resume: keeping {key}={value!r} from the snapshot (ignoring "
+                       f"{opts[key]!r})", err=True)
+        opts[key] = value
+    return os.path.dirname(os.path.abspath(path)), path, opts
+
+
+def make_iterator(dataset, opts):
+    """The background batch iterator for the training set."""
+    workers = opts["workers"]
+    if workers is None:
+        workers = 2 if opts["gpu"] >= 0 else 1
+    return BatchIterator(dataset, opts["batch_size"], shuffle=True, seed=opts["seed"],
+                         n_workers=workers)
+
+
+def check_stop(ctx, opts):
+    """--iterations and --epochs exclude each other."""
+    if opts["epochs"] is not None and ctx.get_parameter_source("iterations").name == "COMMANDLINE":
+        raise click.UsageError("give --iterations or --epochs, not both")
+
+
+def train(gan, opts, updater, iterator, sample, out, resume_path):
+    """Run the Trainer for --iterations or --epochs; exit 130 after a Ctrl-C snapshot."""
+    iterations = opts["iterations"]
+    if opts["epochs"] is not None:
+        iterations = opts["epochs"] * iterator.batches_per_epoch
+    meta = {"gan": gan, "options": json.dumps(opts)}
+    trainer = Trainer(updater, iterator, out, iterations,
+                      log_interval=opts["log_interval"], snapshot_interval=opts["snapshot_interval"],
+                      sample_interval=opts["sample_interval"], sample=sample, meta=meta,
+                      seed=opts["seed"])
+    if resume_path:
+        trainer.load_snapshot(resume_path)
+        click.echo(f"resuming {resume_path} at iteration {trainer.iteration}", err=True)
+    with open(os.path.join(out, "options.json"), "w", encoding="utf-8") as f:
+        json.dump(opts, f, indent=1)
+    with iterator:
+        status = trainer.run()
+    click.echo(f"results in {out}", err=True)
+    if status == "interrupted":
+        sys.exit(130)
+
+
+def seed_everything(seed):
+    """NumPy's global generator drives initialization, dropout and noise."""
+    numpy.random.seed(seed)

@@ -1,0 +1,30 @@
+"""`python cli.py download facade|mnist`: fetch, verify and unpack a dataset."""
+import click
+
+from ..datasets import download_facade, download_mnist
+from .common import user_errors
+
+
+@click.group()
+def download():
+    """Download a dataset (with a progress bar and checksums)."""
+
+
+@download.command("facade")
+@click.option("--data-dir", default="data/facade", show_default=True, help="Where to unpack it.")
+@click.option("--sha256", default=None, help="Pin the zip's digest (the site publishes none).")
+@user_errors
+def facade(data_dir, sha256):
+    """The CMP Facade Database base set (378 photo/label pairs)."""
+    download_facade(data_dir, sha256=sha256)
+    click.echo(f"facades in {data_dir}; train with: python cli.py pix2pix --data-dir {data_dir}",
+               err=True)
+
+
+@download.command("mnist")
+@click.option("--data-dir", default="data/mnist", show_default=True)
+@user_errors
+def mnist(data_dir):
+    """MNIST (train and test IDX files, md5-checked)."""
+    download_mnist(data_dir)
+    click.echo(f"MNIST in {data_dir}", err=True)

@@ -1,0 +1,169 @@
+"""`python cli.py pix2pix` (train) and `python cli.py translate` (apply a snapshot to images)."""
+import dataclasses
+import json
+import os
+
+import click
+import numpy
+
+from .. import backend
+from ..datasets import DatasetError, SyntheticFacadeDataset, label_image, open_facade
+from ..gans import pix2pix
+from ..serializers import load_hdf5
+from ..training import TrainingError
+from ..visualize import save_image, tile, to_uint8
+from .common import (check_device, check_stop, make_iterator, read_meta, resolve_run,
+                     seed_everything, train, training_options, user_errors)
+
+GET_FACADES = "python cli.py download facade"
+
+
+def facade_data(opts, data_dir_given):
+    """(train set, validation set, first line to print): the real facades, else synthetic ones."""
+    kw = dict(size=opts["size"], direction=opts["direction"], labels=opts["labels"])
+    train_set = open_facade(opts["data_dir"], "train", required=data_dir_given, **kw)
+    if train_set is not None:
+        return train_set, open_facade(opts["data_dir"], "val", required=True, **kw), \
+            f"data: {train_set.describe()}"
+    labels = opts["labels"] or ("onehot" if opts["direction"] == "BtoA" else "color")
+    kw["labels"] = labels
+    note = (f"no facade data in {opts['data_dir']}: training on procedurally generated facades "
+            f"({labels} labels); for the real CMP facades run: {GET_FACADES}")
+    return (SyntheticFacadeDataset(split="train", seed=opts["seed"], **kw),
+            SyntheticFacadeDataset(split="val", seed=opts["seed"], **kw), note)
+
+
+def config_from(opts, train_set):
+    return pix2pix.Config(in_channels=train_set.in_channels, out_channels=train_set.out_channels,
+                          n_down=opts["n_down"], discriminator=opts["discriminator"],
+                          output=opts["output"], ngf=opts["ngf"], ndf=opts["ndf"])
+
+
+def sampler(val_set, device, n=4):
+    """input | output | target rows for the first n validation examples (fixed across the run)."""
+    pairs = [val_set.get_example(i) for i in range(min(n, len(val_set)))]
+    x = numpy.stack([p[0] for p in pairs])
+    y = numpy.stack([p[1] for p in pairs])
+
+    def sample(updater):
+        xd = x if device < 0 else backend.to_gpu(x, device)
+        y_fake = backend.to_cpu(pix2pix.translate(updater.models["gen"], xd))
+        rows = [_picture(x[i]) for i in range(len(x))]
+        cells = [[r, o, t] for r, o, t in zip(rows, _pictures(y_fake), _pictures(y))]
+        return tile(numpy.stack([c for row in cells for c in row]), ncol=3)
+    return sample
+
+
+def _picture(x):
+    """A network input or output as an (H, W, 3) uint8 picture (label maps in their colours)."""
+    return to_uint8(label_image(x) if x.shape[0] not in (1, 3) else x)
+
+
+def _pictures(batch):
+    return [_picture(b) for b in batch]
+
+
+@click.command("pix2pix")
+@click.option("--dataset", type=click.Choice(["facade"]), default="facade", show_default=True)
+@click.option("--data-dir", default="data/facade", show_default=True,
+              help="CMP base set or pix2pix A|B images; without data, synthetic facades.")
+@click.option("--direction", type=click.Choice(["BtoA", "AtoB"]), default="BtoA", show_default=True,
+              help="BtoA: label map -> photo; AtoB: photo -> label map.")
+@click.option("--labels", type=click.Choice(["onehot", "color"]), default=None,
+              help="Label maps as 12 one-hot channels or 3 colour channels "
+                   "[default: one-hot for CMP data, colour for A|B images].")
+@click.option("--size", type=click.IntRange(16), default=256, show_default=True,
+              help="Crop size (images are resized to size * 286 / 256 first).")
+@click.option("--discriminator", type=click.Choice(sorted(pix2pix.DISCRIMINATORS)),
+              default="chainer", show_default=True,
+              help="chainer-pix2pix's two-stem D, or the paper's 70x70 PatchGAN.")
+@click.option("--output", type=click.Choice(["linear", "tanh"]), default="linear",
+              show_default=True, help="Generator output: chainer-pix2pix's linear or the paper's tanh.")
+@click.option("--n-down", type=click.IntRange(1), default=7, show_default=True,
+              help="U-Net depth (the bottleneck is size / 2^n-down).")
+@click.option("--ngf", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--ndf", type=click.IntRange(1), default=32, show_default=True)
+@training_options("result/pix2pix", iterations=200_000, batch_size=1)
+@click.pass_context
+@user_errors
+def pix2pix_command(ctx, **opts):
+    """Train pix2pix (U-Net + PatchGAN) on facades: label map -> photo."""
+    check_stop(ctx, opts)
+    check_device(opts["gpu"])
+    out, resume_path, opts = resolve_run(ctx, "pix2pix", opts)
+    if opts["size"] % 2 ** opts["n_down"]:
+        raise click.UsageError(f"--size {opts['size']} is not divisible by 2^{opts['n_down']}")
+    data_dir_given = ctx.get_parameter_source("data_dir").name == "COMMANDLINE"
+    train_set, val_set, note = facade_data(opts, data_dir_given)
+    click.echo(note, err=True)
+    seed_everything(opts["seed"])
+    config = config_from(opts, train_set)
+    models, optimizers = pix2pix.build(config, opts["gpu"])
+    updater = pix2pix.Pix2PixUpdater(config, models, optimizers, opts["gpu"])
+    train("pix2pix", opts, updater, make_iterator(train_set, opts),
+          sampler(val_set, opts["gpu"]), out, resume_path)
+
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+@click.command("translate")
+@click.option("--snapshot", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="A pix2pix snapshot_iter_N.h5.")
+@click.option("--input", "input_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A folder of inputs: colour label maps or photos, or pix2pix A|B images "
+                   "(the input half is taken by --direction).")
+@click.option("--out", required=True, help="Folder for the outputs (created; files never overwritten).")
+@click.option("--gpu", type=int, default=-1, show_default=True)
+@click.option("--deterministic", is_flag=True,
+              help="Use running batch statistics and no dropout. By default G runs as the paper "
+                   "tests it: dropout on and the statistics of the test batch.")
+@user_errors
+def translate_command(snapshot, input_dir, out, gpu, deterministic):
+    """Apply a trained pix2pix generator to every image in a folder."""
+    check_device(gpu)
+    meta = read_meta(snapshot)
+    if meta.get("gan") != "pix2pix":
+        raise TrainingError(f"{snapshot} is not a pix2pix snapshot")
+    opts = json.loads(meta["options"])
+    in_channels = _in_channels(opts)
+    config = pix2pix.Config(in_channels=in_channels, out_channels=3, n_down=opts["n_down"],
+                            discriminator=opts["discriminator"], output=opts["output"],
+                            ngf=opts["ngf"], ndf=opts["ndf"])
+    G = pix2pix.Generator(config)
+    load_hdf5(snapshot, G, prefix="/models/gen")
+    G.to_device(gpu)
+    files = sorted(f for f in os.listdir(input_dir) if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+        raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {input_dir}")
+    os.makedirs(out, exist_ok=True)
+    for name in files:
+        target = os.path.join(out, os.path.splitext(name)[0] + ".png")
+        if os.path.exists(target):
+            raise DatasetError(f"{target} exists; choose another --out (nothing is overwritten)")
+        x = _load_input(os.path.join(input_dir, name), opts, in_channels)
+        xd = x[None] if gpu < 0 else backend.to_gpu(x[None], gpu)
+        y = backend.to_cpu(pix2pix.translate(G, xd, paper_mode=not deterministic))[0]
+        save_image(to_uint8(y), target)
+    click.echo(f"translated {len(files)} images into {out}", err=True)
+
+
+def _in_channels(opts):
+    labels = opts.get("labels") or ("onehot" if opts["direction"] == "BtoA" else "color")
+    return 12 if opts["direction"] == "BtoA" and labels == "onehot" else 3
+
+
+def _load_input(path, opts, in_channels):
+    from PIL import Image
+    from ..datasets.facade import colors_to_classes, onehot, to_chw
+    try:
+        im = Image.open(path).convert("RGB")
+    except Exception as e:
+        raise DatasetError(f"cannot read image {path}: {e}") from None
+    w, h = im.size
+    if w == 2 * h:      # a pix2pix A|B image: photo left, label map right
+        im = im.crop((w // 2, 0, w, h)) if opts["direction"] == "BtoA" else im.crop((0, 0, w // 2, h))
+    size = opts["size"]
+    resample = Image.NEAREST if in_channels == 12 else Image.BICUBIC
+    rgb = numpy.asarray(im.resize((size, size), resample))
+    return onehot(colors_to_classes(rgb)) if in_channels == 12 else to_chw(rgb)

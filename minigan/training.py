@@ -1,0 +1,275 @@
+"""The training loop every GAN shares: progress, log, samples, snapshots, exact resume, safety.
+
+A run folder holds log.jsonl (one JSON line per logged iteration), loss.png, samples/iter_N.png
+and the last few snapshot_iter_N.h5. A snapshot holds the models, the optimizers, the updater's
+own state (BEGAN's k), the data iterator's position and NumPy's random state, so that N
+iterations, a resume and N more equal 2N straight on the CPU, bit for bit.
+"""
+import glob
+import json
+import math
+import os
+import re
+import signal
+import sys
+import time
+
+import numpy
+
+from . import backend
+from .core import no_backprop_mode
+from .serializers import SerializationError, load_hdf5, save_hdf5
+from .visualize import plot_log, read_log, save_image
+
+SNAPSHOT = "snapshot_iter_{:07d}.h5"
+
+
+class TrainingError(RuntimeError):
+    """A problem that ends a run, stated in one line for the user."""
+
+
+class Updater:
+    """One iteration of a GAN's algorithm: subclasses define update(batch) -> {name: float}."""
+
+    def __init__(self, models, optimizers, device=-1):
+        self.models, self.optimizers, self.device = models, optimizers, device
+
+    def to_device(self, *arrays):
+        """The batch's arrays on the training device."""
+        if self.device < 0:
+            return arrays if len(arrays) > 1 else arrays[0]
+        moved = tuple(backend.to_gpu(a, self.device) for a in arrays)
+        return moved if len(moved) > 1 else moved[0]
+
+    def update(self, batch):
+        raise NotImplementedError
+
+    def state_dict(self):
+        """Extra state to snapshot besides models and optimizers (plain values)."""
+        return {}
+
+    def load_state_dict(self, state):
+        """Restore what state_dict returned."""
+
+
+# -- run folders and snapshots -----------------------------------------------------------------
+
+def snapshots(folder):
+    """The snapshot files in a run folder, oldest first."""
+    files = glob.glob(os.path.join(folder, "snapshot_iter_*.h5"))
+    return sorted(files, key=lambda p: int(re.findall(r"(\d+)\.h5$", p)[0]))
+
+
+def holds_run(folder):
+    """True if the folder already holds a run's results."""
+    return os.path.exists(os.path.join(folder, "log.jsonl")) or bool(snapshots(folder))
+
+
+def fresh_run_folder(out):
+    """out, or out-2, out-3 ... when out already holds a run: a new run never overwrites one."""
+    path, k = out, 1
+    while holds_run(path):
+        k += 1
+        path = f"{out.rstrip(os.sep)}-{k}"
+    return path
+
+
+def find_resume(resume, out):
+    """The snapshot to resume from: a file, the latest in a folder, or the latest in out."""
+    target = out if resume in (None, "", "latest") else resume
+    if os.path.isfile(target):
+        return target
+    if os.path.isdir(target):
+        found = snapshots(target)
+        if found:
+            return found[-1]
+        raise TrainingError(f"--resume: no snapshot_iter_*.h5 in {target}")
+    raise TrainingError(f"--resume: {target} does not exist")
+
+
+def _truncate_log(path, iteration):
+    """Drop log lines after `iteration` (they belong to a future the resume replaces)."""
+    records = [r for r in read_log(path) if r.get("iteration", 0) <= iteration]
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    os.replace(tmp, path)
+
+
+class Progress:
+    """A one-line progress bar with it/s and ETA on a terminal; plain lines in a log file."""
+
+    def __init__(self, total, stream=sys.stderr, width=24):
+        self.total, self.stream, self.width = total, stream, width
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.last_line = 0.0
+
+    def show(self, iteration, rate, scalars, final=False):
+        now = time.time()
+        if not final and now - self.last_line < (0.2 if self.tty else 10.0):
+            return
+        self.last_line = now
+        frac = iteration / self.total if self.total else 1.0
+        bar = "=" * int(frac * self.width)
+        eta = (self.total - iteration) / rate if rate > 0 else float("nan")
+        eta = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
+        values = "  ".join(f"{k} {v:.4g}" for k, v in scalars.items())
+        line = (f"{iteration:>7}/{self.total} [{bar:<{self.width}}] {100 * frac:3.0f}% "
+                f"{rate:.2f} it/s ETA {eta}  {values}")
+        end = "\n" if final or not self.tty else ""
+        self.stream.write(("\r\x1b[K" if self.tty else "") + line + end)
+        self.stream.flush()
+
+
+class Trainer:
+    """Runs updater.update(next(iterator)) up to `iterations`, with everything around it."""
+
+    def __init__(self, updater, iterator, out, iterations, log_interval=20,
+                 snapshot_interval=1000, sample_interval=None, sample=None, keep_snapshots=3,
+                 meta=None, seed=0, max_rollbacks=2, stream=sys.stderr):
+        self.updater, self.iterator, self.out = updater, iterator, out
+        self.iterations, self.log_interval = iterations, log_interval
+        self.snapshot_interval, self.sample_interval = snapshot_interval, sample_interval
+        self.sample, self.keep_snapshots, self.meta = sample, keep_snapshots, meta or {}
+        self.seed, self.max_rollbacks, self.stream = seed, max_rollbacks, stream
+        self.iteration, self.elapsed, self.rollbacks = 0, 0.0, 0
+        self._stop_requested = False
+        os.makedirs(out, exist_ok=True)
+        self.log_path = os.path.join(out, "log.jsonl")
+
+    # -- snapshots -----------------------------------------------------------------------------
+    def _state(self):
+        return {"iteration": self.iteration, "elapsed": self.elapsed,
+                "models": dict(self.updater.models), "optimizers": dict(self.updater.optimizers),
+                "updater": self.updater.state_dict(), "iterator": self.iterator.state_dict(),
+                "random": {"numpy": numpy.random.get_state()},
+                "meta": {k: str(v) for k, v in self.meta.items()}}
+
+    def save_snapshot(self):
+        """Write snapshot_iter_N.h5 atomically, then drop all but the last few."""
+        path = os.path.join(self.out, SNAPSHOT.format(self.iteration))
+        save_hdf5(path, self._state())
+        for old in snapshots(self.out)[:-self.keep_snapshots]:
+            os.remove(old)
+        return path
+
+    def load_snapshot(self, path):
+        """Restore everything from a snapshot; the log is cut back to its iteration."""
+        state = self._state()
+        try:
+            load_hdf5(path, state)
+        except SerializationError as e:
+            raise TrainingError(_one_line(path, e, self.meta)) from None
+        except OSError as e:
+            raise TrainingError(f"cannot read snapshot {path}: {e}") from None
+        self.iteration, self.elapsed = int(state["iteration"]), float(state["elapsed"])
+        self.updater.load_state_dict(state["updater"])
+        self.iterator.load_state_dict(state["iterator"])
+        numpy.random.set_state(state["random"]["numpy"])
+        _truncate_log(self.log_path, self.iteration)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _request_stop(self, signum, frame):
+        if self._stop_requested:        # a second Ctrl-C: stop at once
+            raise KeyboardInterrupt
+        self._stop_requested = True
+        self.stream.write("\nCtrl-C: finishing this iteration, then saving a snapshot "
+                          "(press again to abort without saving)\n")
+
+    def _device_seed(self):
+        """CuPy's generator state cannot be saved, so it is reseeded from (seed, iteration)."""
+        if self.updater.device >= 0:
+            cupy = backend.get_cupy(self.updater.device)
+            cupy.random.seed((self.seed * 1_000_003 + self.iteration) % 2 ** 32)
+
+    def run(self):
+        """Train to self.iterations. Returns 'done' or 'interrupted' (after a snapshot)."""
+        in_main = hasattr(signal, "SIGINT") and _is_main_thread()
+        old_handler = signal.signal(signal.SIGINT, self._request_stop) if in_main else None
+        progress = Progress(self.iterations, self.stream)
+        sums, count, t_log, wait_log = {}, 0, time.time(), self.iterator.wait_time
+        last_snapshot, rate = None, 0.0
+        try:
+            while self.iteration < self.iterations:
+                t0 = time.time()
+                self._device_seed()
+                batch = next(self.iterator)
+                scalars = self.updater.update(batch)
+                self.iteration += 1
+                self.elapsed += time.time() - t0
+                bad = [k for k, v in scalars.items() if not math.isfinite(v)]
+                if bad:
+                    self._rollback(bad[0], scalars[bad[0]])
+                    sums, count = {}, 0
+                    continue
+                for k, v in scalars.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                rate = count / max(time.time() - t_log, 1e-9)
+                progress.show(self.iteration, rate, {k: v / count for k, v in sums.items()})
+                end = self.iteration == self.iterations
+                if self.iteration % self.log_interval == 0 or end:
+                    self._write_log(sums, count, rate, self.iterator.wait_time - wait_log)
+                    sums, count, t_log, wait_log = {}, 0, time.time(), self.iterator.wait_time
+                if self.sample and self.sample_interval and (
+                        self.iteration % self.sample_interval == 0 or end):
+                    self.save_samples()
+                if self.iteration % self.snapshot_interval == 0 or end or self._stop_requested:
+                    last_snapshot = self.save_snapshot()
+                    plot_log(self.log_path, os.path.join(self.out, "loss.png"))
+                if self._stop_requested:
+                    progress.show(self.iteration, rate, {}, final=True)
+                    self.stream.write(f"stopped at iteration {self.iteration}; snapshot "
+                                      f"{last_snapshot}; continue with --resume {self.out}\n")
+                    return "interrupted"
+            progress.show(self.iteration, rate, {}, final=True)
+            return "done"
+        finally:
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+
+    def _write_log(self, sums, count, rate, wait):
+        record = {"iteration": self.iteration, "epoch": self.iterator.epoch,
+                  "elapsed": round(self.elapsed, 3), "it_per_s": round(rate, 4),
+                  "data_wait": round(wait, 4)}
+        record.update({k: v / count for k, v in sums.items()})
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def save_samples(self):
+        """samples/iter_N.png from the GAN's sample function (no graph recorded)."""
+        with no_backprop_mode():
+            grid = self.sample(self.updater)
+        save_image(grid, os.path.join(self.out, "samples", f"iter_{self.iteration:07d}.png"))
+
+    def _rollback(self, name, value):
+        """A non-finite loss: go back to the last snapshot with a new random stream, or stop."""
+        where = f"iteration {self.iteration}: {name} is {value}"
+        found = snapshots(self.out)
+        if not found or self.rollbacks >= self.max_rollbacks:
+            why = "no snapshot to roll back to" if not found else \
+                f"{self.rollbacks} rollbacks already"
+            keep = f"; the last snapshot {found[-1]} is intact" if found else ""
+            raise TrainingError(f"{where}; stopped ({why}){keep}")
+        self.rollbacks += 1
+        self.load_snapshot(found[-1])
+        # the same random stream would reproduce the same blow-up: draw a different one
+        numpy.random.seed((self.seed + 7919 * self.rollbacks) % 2 ** 32)
+        self.stream.write(f"\n{where}; rolled back to iteration {self.iteration} "
+                          f"(retry {self.rollbacks}/{self.max_rollbacks})\n")
+
+
+def _is_main_thread():
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def _one_line(path, error, meta):
+    """A SerializationError as the one line a user needs."""
+    lines = str(error).splitlines()
+    if len(lines) == 1:
+        return lines[0]
+    detail = "; ".join(line.strip() for line in lines[1:3])
+    gan = meta.get("gan")
+    what = f" this {gan} model" if gan else " this model"
+    return f"{path} does not fit{what} (another architecture or options?): {detail[:300]}"
