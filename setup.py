@@ -8,7 +8,11 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=find_packages(include=["minigan", "minigan.*"]),
+    # kernels/*.cu (top level in a checkout) ship inside the package as minigan/kernels, where
+    # minigan/cuda.py looks first
+    packages=find_packages(include=["minigan", "minigan.*"]) + ["minigan.kernels"],
+    package_dir={"minigan.kernels": "kernels"},
+    package_data={"minigan.kernels": ["*.cu"]},
     # matplotlib draws loss.png: a well-kept plotting library beats a hand-drawn chart
     install_requires=["numpy>=1.24", "pillow>=9", "h5py>=3.7", "click>=8.1", "matplotlib>=3.6"],
     extras_require={

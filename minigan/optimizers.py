@@ -17,7 +17,7 @@ import math
 
 import numpy
 
-from . import backend
+from . import backend, cuda
 
 BLOCK = 1 << 16     # elements per block of a CPU update: the temporaries stay in the L2 cache
 
@@ -178,6 +178,8 @@ class Adam(Optimizer):
         step = self.eta * self.alpha * math.sqrt(bc2) / bc1
         eps_hat = self.eps * math.sqrt(bc2)
         shrink = 1 - self.eta * self.weight_decay_rate
+        if cuda.enabled(param):     # one pass over p, g, m, v (kernels/optimizer.cu)
+            return _adam_kernel(param, grad, state, self.amsgrad, b1, b2, step, eps_hat, shrink)
         arrays = [param, grad, state["m"], state["v"]]
         if self.amsgrad:
             arrays.append(state["vhat"])
@@ -207,6 +209,16 @@ class Adam(Optimizer):
         if buf is None:
             buf = self._buffers[dtype] = numpy.empty(BLOCK, dtype)
         return buf[:n]
+
+
+def _adam_kernel(param, grad, state, amsgrad, b1, b2, step, eps_hat, shrink):
+    """Adam.update_one by kernels/optimizer.cu: one thread per element, all arrays in one pass."""
+    n, t = param.size, param.dtype.type
+    if n:
+        args = (param, grad, state["m"], state["v"], state["vhat"] if amsgrad else None,
+                numpy.int64(n), t(1 - b1), t(1 - b2), t(step), t(eps_hat), t(shrink))
+        cuda.launch("optimizer", "adam_update", param.dtype, cuda.grid_for(n),
+                    cuda.threads_per_block, args)
 
 
 class WeightDecay:

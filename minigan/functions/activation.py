@@ -1,6 +1,8 @@
 """Activation functions. Masks are constants, so each backward is differentiable again."""
-from .. import backend
-from ..core import FunctionNode
+import numpy
+
+from .. import backend, cuda
+from ..core import FunctionNode, config
 from .array import split_axis
 from .math import clip, mul
 
@@ -28,13 +30,29 @@ class LeakyReLU(FunctionNode):
     def forward(self, inputs):
         x, = inputs
         self.retain_inputs((0,))
+        if cuda.enabled(x):         # one pass instead of a mask, a product and a select
+            return _leaky_kernel("leaky_relu_forward", self.slope, x),
         return _xp(x).where(x >= 0, x, x * x.dtype.type(self.slope)),
 
     def backward(self, indexes, grad_outputs):
         x, = self.get_retained_inputs()
         gy, = grad_outputs
+        if cuda.enabled(x.array) and not config.enable_backprop:    # plain arrays suffice
+            return _leaky_kernel("leaky_relu_backward", self.slope, x.array, gy.array),
         slope = _xp(x.array).where(x.array >= 0, 1, self.slope)   # dy/dx: 1 or slope
         return gy * slope.astype(gy.dtype),
+
+
+def _leaky_kernel(name, slope, *arrays):
+    """leaky_relu(x), or gy leaky_relu'(x) given (x, gy), by kernels/activation.cu."""
+    xp = _xp(arrays[0])
+    arrays = tuple(xp.ascontiguousarray(a) for a in arrays)
+    out = xp.empty_like(arrays[0])
+    n = out.size
+    if n:
+        cuda.launch("activation", name, out.dtype, cuda.grid_for(n), cuda.threads_per_block,
+                    arrays + (out, numpy.int64(n), out.dtype.type(slope)))
+    return out
 
 
 class ELU(FunctionNode):

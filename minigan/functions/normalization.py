@@ -9,8 +9,13 @@ One fused node computes y and, when no graph is recorded, its gradients in a few
 gradient must itself be differentiable (create_graph=True), the node rebuilds xhat and
 inv_std = 1 / sqrt(var + eps) as outputs of `Standardize`, whose backward is again written with
 differentiable ops, so every order of derivative is exact.
+
+On CuPy arrays the plain-array passes (_run_forward, _run_backward) are raw kernels
+(kernels/norm.cu, _kernel_forward below): two reads and one write each way.
 """
-from .. import backend
+import numpy
+
+from .. import backend, cuda
 from ..core import FunctionNode, as_array, as_variable, config
 from .array import reshape
 from .math import mean, sum
@@ -107,6 +112,8 @@ class _Layout:
 
 def _run_forward(lay, x, gamma, beta, eps):
     """y and [mean, var, inv_std, gamma inv_std] (each (G, C, 1)), block by block of channels."""
+    if cuda.enabled(x):
+        return _kernel_forward(lay, x, gamma, beta, eps)
     x3 = _rows(x)
     blocks = lay.blocks(x3)
     if len(blocks) == 1:
@@ -125,6 +132,8 @@ def _run_forward(lay, x, gamma, beta, eps):
 
 def _run_backward(lay, x, gy, mu, inv, scale):
     """gx, ggamma, gbeta on arrays, block by block of channels."""
+    if cuda.enabled(x):
+        return _kernel_backward(lay, x, gy, mu, inv, scale)
     x3, gy3 = _rows(x), _rows(gy)
     blocks = lay.blocks(x3)
     if len(blocks) == 1:
@@ -137,6 +146,64 @@ def _run_backward(lay, x, gy, mu, inv, scale):
         _, ggamma[b], gbeta[b] = lay.backward(x3[:, b], gy3[:, b], mu[:, b], inv[:, b],
                                               scale[:, b], out=gx3[:, b])
     return gx3.reshape(x.shape), ggamma, gbeta
+
+
+class _Launch:
+    """Launch geometry of kernels/norm.cu for one layout: statistics, rows, ranges per statistic."""
+
+    def __init__(self, lay, x):
+        self.xp = backend.get_array_module(x)
+        N, C = x.shape[:2]
+        S = x.size // max(N * C, 1)
+        G = N if lay.per_sample else 1
+        self.C, self.nstat = C, G * C
+        self.nrows = 1 if lay.per_sample else N
+        count = self.nrows * S
+        # ranges of >= 4 values per thread, and about 2048 blocks in all
+        per_block = 4 * cuda.threads_per_block
+        self.splits = max(1, min(count // per_block, -(-2048 // self.nstat), 256))
+        self.grid = (self.splits, min(self.nstat, cuda.max_grid_y))
+        self.sizes = (cuda.int32(self.nstat), cuda.int32(self.nrows), cuda.int32(S),
+                      numpy.int64(C * S))
+        cuda.int32(count)
+
+    def run(self, name, dtype, args, shared_values):
+        block = cuda.threads_per_block
+        cuda.launch("norm", name, dtype, self.grid, block, args,
+                    shared_mem=shared_values * numpy.dtype(dtype).itemsize)
+
+
+def _kernel_forward(lay, x, gamma, beta, eps):
+    """_run_forward by kernels/norm.cu: partial moments per range, then merge and normalize."""
+    g = _Launch(lay, x)
+    xp, t = g.xp, x.dtype.type
+    x = xp.ascontiguousarray(x)
+    if gamma is None:           # Standardize: xhat alone
+        gamma, beta = xp.ones(g.C, x.dtype), xp.zeros(g.C, x.dtype)
+    part = xp.empty((g.nstat, g.splits, 3), x.dtype)
+    g.run("norm_stats", x.dtype, (x, part) + g.sizes + (cuda.int32(g.splits),),
+          3 * cuda.threads_per_block)
+    y = xp.empty_like(x)
+    mu, var, inv = (xp.empty(lay.stat_shape[:2] + (1,), x.dtype) for _ in range(3))
+    g.run("norm_forward", x.dtype, (x, part, xp.ascontiguousarray(gamma),
+                                     xp.ascontiguousarray(beta), y, mu, var, inv) + g.sizes +
+          (cuda.int32(g.C), cuda.int32(g.splits), t(eps)), 2)
+    return y, [mu, var, inv, gamma[:, None] * inv]
+
+
+def _kernel_backward(lay, x, gy, mu, inv, scale):
+    """_run_backward by kernels/norm.cu: partial sums of gy and gy (x - mean), then gx."""
+    g = _Launch(lay, x)
+    xp = g.xp
+    x, gy = xp.ascontiguousarray(x), xp.ascontiguousarray(gy)
+    part = xp.empty((g.nstat, g.splits, 2), x.dtype)
+    g.run("norm_backward_sums", x.dtype, (x, gy, mu, part) + g.sizes + (cuda.int32(g.splits),),
+          2 * cuda.threads_per_block)
+    gx = xp.empty_like(x)
+    sums = xp.empty((g.nstat // g.C, g.C, 2), x.dtype)     # (sum gy, sum gy xhat) per statistic
+    g.run("norm_backward", x.dtype, (x, gy, mu, inv, xp.ascontiguousarray(scale), part, gx, sums)
+          + g.sizes + (cuda.int32(g.splits),), 2)
+    return gx, sums[..., 1].sum(0), sums[..., 0].sum(0)
 
 
 def _standardize_grad(xhat, inv_std, gxhat, ginv, axes, count):
