@@ -1,0 +1,251 @@
+"""WGAN-GP: a Wasserstein GAN whose critic is kept 1-Lipschitz by a gradient penalty.
+
+Gulrajani, Ahmed, Arjovsky, Dumoulin and Courville, "Improved Training of Wasserstein GANs",
+NIPS 2017 (arXiv:1704.00028).
+
+What is new: the WGAN critic D estimates the Wasserstein-1 distance E[D(x)] - E[D(G(z))], which
+needs D to be 1-Lipschitz. Instead of clipping D's weights (WGAN), the paper penalizes the norm of
+D's input gradient on points x_hat sampled uniformly on lines between real and generated samples,
+where the optimal critic has gradient norm 1 (its Proposition 1):
+
+    L = E[D(x_fake)] - E[D(x_real)] + lambda E[(||grad_x_hat D(x_hat)||_2 - 1)^2]
+    x_fake = G(z),  x_hat = eps x_real + (1 - eps) x_fake,  eps ~ U(0, 1) per sample
+    L_G = -E[D(G(z))]
+
+The penalty is a function of a gradient, so its own gradient needs double backprop:
+minigan.grad(..., create_graph=True) returns grad D(x_hat) as a graph, and L.backward() then
+differentiates through it. One iteration is the paper's Algorithm 1: n_critic critic steps, each
+on its own minibatch of real data and noise, then one generator step. The trainer hands the
+updater n_critic minibatches at once (a batch of n_critic * m examples), so update(batch) is one
+whole iteration and a snapshot falls between iterations.
+
+Defaults and their sources:
+    lambda = 10, n_critic = 5, Adam(alpha=1e-4, beta1=0, beta2=0.9)    paper, Algorithm 1
+    z ~ N(0, I), 128 dimensions                                       paper's code (MNIST)
+    no batch norm in the critic: it would make each sample's critic value depend on the others in
+      the batch, against a per-sample gradient penalty (paper section 4). The paper suggests layer
+      normalization; this implementation uses instance normalization (the issue's choice: also
+      per-sample, and per channel).
+    networks: 'mnist' (28 x 28) and 'radford' (4 * 2^k) are DCGAN's (Radford et al. 2015) with
+      the critic's batch norms replaced by instance norms, and no sigmoid (the critic's value is
+      a score, not a probability); 'mlp' for the 2-D toy data: ReLU MLPs as in the paper's toy
+      experiments (smaller here: 3 x 128 units instead of 3 x 512). The critic's last layer has
+      no bias: a constant cancels in E[D(x_real)] - E[D(x_fake)] and in the penalty, so its
+      gradient is always 0.
+"""
+import dataclasses
+import math
+
+import numpy
+
+import minigan
+from .. import functions as F
+from .. import links as L
+from ..core import no_backprop_mode, using_config
+from ..initializers import Normal
+from ..optimizers import Adam
+from ..training import Updater
+
+
+@dataclasses.dataclass
+class Config:
+    arch: str = "mnist"         # 'mnist' (28 x 28), 'radford' (4 * 2^k) or 'mlp' (any shape)
+    x_shape: tuple = (1, 28, 28)
+    n_z: int = 128
+    ngf: int = 64               # radford: G's last hidden width
+    ndf: int = 64               # radford: the critic's first width
+    n_hidden: int = 128         # mlp: units per hidden layer
+    n_layers: int = 3           # mlp: hidden layers
+    lam: float = 10.0           # lambda, the penalty's weight
+    n_critic: int = 5           # critic steps per generator step
+    alpha: float = 1e-4
+    beta1: float = 0.0
+    beta2: float = 0.9
+
+
+def lrelu(h):
+    return F.leaky_relu(h, 0.2)
+
+
+def _deconv(a, b, k, s, p, nobias=False):
+    return L.Deconvolution2D(a, b, k, s, p, nobias=nobias, initialW=Normal(0.02))
+
+
+def _conv(a, b, k, s, p, nobias=False):
+    return L.Convolution2D(a, b, k, s, p, nobias=nobias, initialW=Normal(0.02))
+
+
+# -- networks ----------------------------------------------------------------------------------
+
+def mnist_generator(c):
+    """z (N, n_z, 1, 1) -> (N, C, 28, 28): DCGAN's 1 -> 4 -> 7 -> 14 -> 28 pixels."""
+    ch = c.x_shape[0]
+    return L.Sequential(_deconv(c.n_z, 128, 4, 1, 0), L.BatchNormalization(128), lrelu,
+                        _deconv(128, 64, 3, 2, 1), L.BatchNormalization(64), lrelu,
+                        _deconv(64, 32, 4, 2, 1), L.BatchNormalization(32), lrelu,
+                        _deconv(32, ch, 4, 2, 1), F.tanh)
+
+
+def mnist_critic(c):
+    """(N, C, 28, 28) -> (N, 1, 1, 1): DCGAN's D with instance norm; convs before a norm have no
+    bias (the norm subtracts any per-channel constant)."""
+    ch = c.x_shape[0]
+    return L.Sequential(_conv(ch, 32, 4, 2, 1), lrelu,                          # (N, 32, 14, 14)
+                        _conv(32, 64, 4, 2, 1, True), L.InstanceNormalization(64), lrelu,
+                        _conv(64, 128, 3, 2, 1, True), L.InstanceNormalization(128), lrelu,
+                        _conv(128, 1, 4, 1, 0, True))                           # (N, 1, 1, 1)
+
+
+def _depth(size):
+    k = (size // 4).bit_length() - 1
+    if size < 16 or 4 * 2 ** k != size:
+        raise ValueError(f"WGAN-GP (radford): image size {size} must be 4 * 2^k, at least 16")
+    return k
+
+
+def radford_generator(c):
+    """z (N, n_z, 1, 1) -> (N, C, size, size): DCGAN's G (BN + ReLU, tanh output)."""
+    k, ch = _depth(c.x_shape[1]), c.x_shape[0]
+    widths = [c.ngf * 2 ** (k - 1 - i) for i in range(k)]
+    layers = [_deconv(c.n_z, widths[0], 4, 1, 0, True), L.BatchNormalization(widths[0]), F.relu]
+    for a, b in zip(widths, widths[1:]):
+        layers += [_deconv(a, b, 4, 2, 1, True), L.BatchNormalization(b), F.relu]
+    return L.Sequential(*layers, _deconv(widths[-1], ch, 4, 2, 1), F.tanh)
+
+
+def radford_critic(c):
+    """(N, C, size, size) -> (N, 1, 1, 1): DCGAN's D with instance norm instead of batch norm."""
+    k, ch = _depth(c.x_shape[1]), c.x_shape[0]
+    widths = [c.ndf * 2 ** i for i in range(k)]
+    layers = [_conv(ch, widths[0], 4, 2, 1), lrelu]
+    for a, b in zip(widths, widths[1:]):
+        layers += [_conv(a, b, 4, 2, 1, True), L.InstanceNormalization(b), lrelu]
+    return L.Sequential(*layers, _conv(widths[-1], 1, 4, 1, 0, True))
+
+
+def _mlp(sizes, last_bias=True):
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers += [L.Linear(a, b, nobias=i == len(sizes) - 2 and not last_bias), F.relu]
+    return L.Sequential(*layers[:-1])                   # no activation after the last layer
+
+
+def mlp_generator(c):
+    """z (N, n_z, 1, 1) -> (N, prod(x_shape)): ReLU MLP, linear output."""
+    return L.Sequential(lambda z: F.reshape(z, (len(z), -1)),
+                        _mlp([c.n_z] + [c.n_hidden] * c.n_layers + [math.prod(c.x_shape)]))
+
+
+def mlp_critic(c):
+    """(N, *x_shape) -> (N, 1): ReLU MLP."""
+    return L.Sequential(lambda x: F.reshape(x, (len(x), -1)),
+                        _mlp([math.prod(c.x_shape)] + [c.n_hidden] * c.n_layers + [1], False))
+
+
+ARCHITECTURES = {"mnist": (mnist_generator, mnist_critic),
+                 "radford": (radford_generator, radford_critic),
+                 "mlp": (mlp_generator, mlp_critic)}
+
+
+class Generator(L.Chain):
+    """G(z): z (N, n_z) -> samples (N, *x_shape)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.x_shape = tuple(c.x_shape)
+        self.net = ARCHITECTURES[c.arch][0](c)
+
+    def forward(self, z):
+        x = self.net(F.reshape(z, z.shape + (1, 1)))
+        return F.reshape(x, (len(z),) + self.x_shape)
+
+
+class Critic(L.Chain):
+    """D(x): samples (N, *x_shape) -> scores (N, 1); no sigmoid."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.net = ARCHITECTURES[c.arch][1](c)
+
+    def forward(self, x):
+        return F.reshape(self.net(x), (len(x), 1))
+
+
+def sample_z(c, n, rng=numpy.random):
+    """n noise vectors z ~ N(0, I), float32 (N, n_z), from rng (numpy's global one by default)."""
+    return rng.standard_normal((n, c.n_z)).astype(numpy.float32)
+
+
+# -- losses ------------------------------------------------------------------------------------
+
+def gradient_penalty(D, x_hat, lam):
+    """lambda E[(||grad D(x_hat)||_2 - 1)^2] and the per-sample norms (N,), differentiable."""
+    g, = minigan.grad(F.sum(D(x_hat)), [x_hat], create_graph=True)     # (N, *x_shape)
+    # sqrt'(0) is infinite: the tiny constant keeps the penalty's gradient finite at g = 0
+    norm = F.sqrt(F.sum(g * g, axis=tuple(range(1, g.ndim))) + 1e-12)  # (N,)
+    return lam * F.mean((norm - 1.0) ** 2), norm
+
+
+def loss_critic(y_real, y_fake, penalty):
+    """L = E[D(x_fake)] - E[D(x_real)] + penalty: minus the Wasserstein estimate, penalized."""
+    return F.mean(y_fake) - F.mean(y_real) + penalty
+
+
+def loss_generator(y_fake):
+    """L_G = -E[D(G(z))]."""
+    return -F.mean(y_fake)
+
+
+# -- one iteration -----------------------------------------------------------------------------
+
+def build(c, device=-1):
+    """Generator, critic and their optimizers for a Config, on the device."""
+    G, D = Generator(c), Critic(c)
+    G.to_device(device)
+    D.to_device(device)
+    adam = lambda net: Adam(c.alpha, c.beta1, c.beta2).setup(net)
+    return {"gen": G, "dis": D}, {"gen": adam(G), "dis": adam(D)}
+
+
+class WGANGPUpdater(Updater):
+    """Algorithm 1: n_critic critic steps (one minibatch each of the batch), one G step."""
+
+    def __init__(self, config, models, optimizers, device=-1):
+        super().__init__(models, optimizers, device)
+        self.config = config
+
+    def update(self, batch):
+        c, G, D = self.config, self.models["gen"], self.models["dis"]
+        x_all = self.to_device(batch)                           # (n_critic m, *x_shape)
+        m = len(x_all) // c.n_critic
+        sums = {"wasserstein": 0.0, "penalty": 0.0, "grad_norm": 0.0}
+        for t in range(c.n_critic):
+            x_real = x_all[t * m:(t + 1) * m]                   # (m, *x_shape)
+            with no_backprop_mode():
+                x_fake = G(self.to_device(sample_z(c, m))).array
+            eps = numpy.random.uniform(size=(m,) + (1,) * (x_real.ndim - 1))
+            eps = self.to_device(eps.astype(numpy.float32))     # (m, 1, ..., 1)
+            x_hat = minigan.Variable(eps * x_real + (1 - eps) * x_fake)
+            penalty, norm = gradient_penalty(D, x_hat, c.lam)
+            y_real, y_fake = D(x_real), D(x_fake)               # (m, 1) scores
+            loss = loss_critic(y_real, y_fake, penalty)
+            D.cleargrads()
+            loss.backward(inputs=D.params())                    # through grad D: double backprop
+            self.optimizers["dis"].update()
+            sums["wasserstein"] += float(y_real.array.mean() - y_fake.array.mean())
+            sums["penalty"] += float(penalty.array)
+            sums["grad_norm"] += float(norm.array.mean())
+
+        loss_G = loss_generator(D(G(self.to_device(sample_z(c, m)))))
+        G.cleargrads()
+        loss_G.backward(inputs=G.params())
+        self.optimizers["gen"].update()
+        out = {f"dis/{k}": v / c.n_critic for k, v in sums.items()}
+        out["loss/gen"] = float(loss_G.array)
+        return out
+
+
+def generate(G, z):
+    """G(z) as an array, in test mode (BN's running statistics) and without a graph."""
+    with no_backprop_mode(), using_config("train", False):
+        return G(z).array
