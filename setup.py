@@ -18,7 +18,7 @@ setup(
     extras_require={
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=13", "nvidia-cuda-nvrtc"],
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "threadpoolctl>=3"],   # one BLAS thread: reproducible GAN tests
     },
     entry_points={"console_scripts": ["minigan=minigan.cli:main"]},
 )

@@ -1,5 +1,6 @@
 """The array-module switch: NumPy on the CPU, CuPy on a CUDA device; cupy is imported lazily."""
 import contextlib
+import sys
 
 import numpy
 
@@ -20,8 +21,10 @@ def _import_cupy():
 
 
 def is_cupy_array(x):
-    """True for a cupy.ndarray; never imports cupy just to say no."""
-    return type(x).__module__.startswith("cupy") and _import_cupy() is not None
+    """True for a cupy.ndarray; never imports cupy just to say no (a CuPy array can only exist
+    once cupy has been imported, so sys.modules tells)."""
+    cupy = sys.modules.get("cupy")
+    return cupy is not None and isinstance(x, cupy.ndarray)
 
 
 def is_array(x):
@@ -31,10 +34,11 @@ def is_array(x):
 
 def get_array_module(*arrays):
     """numpy or cupy, whichever the arrays (or Variables) live in."""
-    for a in arrays:
-        a = getattr(a, "array", a)
-        if is_cupy_array(a):
-            return _cupy
+    cupy = sys.modules.get("cupy")
+    if cupy is not None:
+        for a in arrays:
+            if isinstance(getattr(a, "array", a), cupy.ndarray):
+                return cupy
     return numpy
 
 

@@ -13,6 +13,7 @@ import contextlib
 import copy
 import heapq
 import itertools
+import sys
 import threading
 import weakref
 
@@ -282,7 +283,7 @@ class FunctionNode:
         if not isinstance(ys, tuple):
             raise TypeError(f"{self.label}.forward must return a tuple of arrays")
         xp = backend.get_array_module(*xs) if xs else numpy
-        record = config.enable_backprop and any(v.node.requires_grad for v in in_vars)
+        record = config.enable_backprop and any([v.node.requires_grad for v in in_vars])
         outputs = tuple(Variable(xp.asarray(y), requires_grad=record) for y in ys)
         if record:
             self.inputs = tuple(v.node for v in in_vars)
@@ -296,6 +297,8 @@ class FunctionNode:
 
 
 def _check_one_device(f, xs):
+    if "cupy" not in sys.modules:       # no CuPy array can exist: nothing to mix
+        return
     kinds = {backend.array_kind(x) for x in xs}
     if len(kinds) > 1:
         types = ", ".join(f"{backend.array_kind(x)}{tuple(x.shape)}" for x in xs)

@@ -134,6 +134,7 @@ class Trainer:
         self.seed, self.max_rollbacks, self.stream = seed, max_rollbacks, stream
         self.iteration, self.elapsed, self.rollbacks = 0, 0.0, 0
         self._stop_requested = False
+        self._last_plot = 0.0
         os.makedirs(out, exist_ok=True)
         self.log_path = os.path.join(out, "log.jsonl")
 
@@ -216,7 +217,7 @@ class Trainer:
                     self.save_samples()
                 if self.iteration % self.snapshot_interval == 0 or end or self._stop_requested:
                     last_snapshot = self.save_snapshot()
-                    plot_log(self.log_path, os.path.join(self.out, "loss.png"))
+                    self._plot(force=end or self._stop_requested)
                 if self._stop_requested:
                     progress.show(self.iteration, rate, {}, final=True)
                     self.stream.write(f"stopped at iteration {self.iteration}; snapshot "
@@ -227,6 +228,12 @@ class Trainer:
         finally:
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
+
+    def _plot(self, force=False):
+        """Redraw loss.png at snapshots, at most once a minute (a redraw takes a second or two)."""
+        if force or time.time() - self._last_plot >= 60:
+            plot_log(self.log_path, os.path.join(self.out, "loss.png"))
+            self._last_plot = time.time()
 
     def _write_log(self, sums, count, rate, wait):
         record = {"iteration": self.iteration, "epoch": self.iterator.epoch,
