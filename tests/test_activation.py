@@ -63,3 +63,25 @@ def test_dropout_gradients_with_a_fixed_mask():
     check_op(lambda v: F.dropout(v, 0.5, mask=mask), (randn(4, 5),), lambda v: v * mask)
     with pytest.raises(ValueError, match="ratio must be in"):
         F.dropout(Variable(numpy.ones(3)), 1.0)
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.2, 1.0, -0.5, 1.5])
+def test_leaky_relu_any_slope(slope):
+    """max(x, slope x) serves 0 <= slope <= 1; other slopes keep the select x >= 0 ? x : slope x."""
+    check_op(lambda x: F.leaky_relu(x, slope), (_away_from_zero((2, 3, 4)),),
+             lambda x: numpy.where(x >= 0, x, slope * x))
+
+
+@pytest.mark.parametrize("slope", [0.2, 1.5])
+def test_leaky_relu_float32_is_exact(slope):
+    """float32 in, float32 out and gradient (no float64 mask), exact: dy/dx is 1 at 0."""
+    x = numpy.array([-2.5, -0.0, 0.0, 0.7, 3.0], numpy.float32)
+    gy = numpy.array([0.3, 1.1, -0.9, 2.0, -1.7], numpy.float32)
+    v = Variable(x)
+    y = F.leaky_relu(v, slope)
+    y.grad = gy
+    y.backward()
+    s = numpy.float32(slope)
+    assert y.dtype == v.grad.dtype == numpy.float32
+    numpy.testing.assert_array_equal(y.array, numpy.where(x >= 0, x, x * s))
+    numpy.testing.assert_array_equal(v.grad.array, numpy.where(x >= 0, gy, gy * s))

@@ -85,7 +85,28 @@ CONV_CASES = [
     Case(1, 2, 3, 5, 3, stride=2, dilate=(1, 2)),
     Case(2, 6, 2, (6, 5), (3, 2), pad=1, dilate=(2, 1), groups=2),  # few outputs: flipped route
     Case(1, 4, 2, 4, 3, pad=3),                                     # pad > k-1: no flipped route
+    Case(1, 3, 3, 5, 3, pad=1),                     # as many columns either way: neither flips
 ]
+# N >= 4 samples of at most 64 output pixels (columns per sample): the batch-last route
+LAST_CONV_CASES = [
+    Case(4, 3, 5, 7, 3, stride=2, pad=1),                           # N = 4 exactly, odd size
+    Case(5, 4, 6, (6, 5), 4, stride=2, pad=1),                      # pix2pix down, odd sizes
+    Case(4, 3, 4, (7, 6), (3, 2), stride=(2, 1), pad=(1, 0)),
+    Case(4, 2, 3, 8, 3, pad=1),                                     # stride 1, 64 pixels: the limit
+    Case(4, 2, 3, 32, 4, stride=4),                                 # a 1024-pixel image -> 8 x 8
+    Case(6, 2, 3, (5, 7), 3),                                       # stride 1, no pad
+    Case(4, 3, 5, 6, 1),                                            # pointwise
+    Case(4, 6, 1, 4, 4),                            # DCGAN's D output: 1 x 1 x 1, flipped route
+]
+LAST_DECONV_CASES = [
+    Case(4, 3, 5, (3, 4), 4, stride=2, pad=1),                      # pix2pix up
+    Case(4, 4, 3, 3, 3, stride=2, pad=1, extra=1),
+    Case(4, 3, 2, 5, 3, pad=1),                                     # stride 1
+    Case(4, 5, 6, 1, 4),                                            # DCGAN's 1 x 1 -> 4 x 4 layer
+    Case(4, 2, 3, 2, 2, stride=3, extra=2),                         # stride > kernel, gaps
+    Case(4, 3, 1, 1, 1),                            # (N, 1, 1, 1) out: no view of a workspace
+]
+CONV_CASES += LAST_CONV_CASES
 DECONV_CASES = [
     Case(1, 3, 4, 4, 3, pad=1),
     Case(2, 4, 6, (3, 4), 4, stride=2, pad=1),                      # pix2pix up
@@ -97,7 +118,8 @@ DECONV_CASES = [
     Case(2, 4, 2, (2, 3), 4, stride=2, pad=1, extra=(1, 0)),
     Case(2, 2, 6, (4, 3), (3, 2), pad=(1, 0), dilate=(1, 2), groups=2),  # few inputs: conv route
     Case(1, 2, 4, 5, 3, pad=3),                                     # pad > k-1: no conv route
-]
+    Case(1, 3, 3, 5, 3, pad=1),
+] + LAST_DECONV_CASES
 
 
 def _ids(cases):
@@ -156,8 +178,9 @@ def test_matches_pytorch(deconv, case):
         numpy.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
 
 
-def test_pix2pix_layer_shape_matches_pytorch():
+def test_pix2pix_layer_shape_matches_pytorch(monkeypatch):
     """One real-sized stride-2 layer, so the threaded im2col/col2im blocks run."""
+    monkeypatch.setattr(im, "_PARALLEL_BYTES", 1 << 20)    # threads for its 1 MB of columns
     torch = torch_module()
     rng = numpy.random.RandomState(0)
     x = rng.standard_normal((1, 16, 64, 64)).astype(numpy.float32)
@@ -173,6 +196,63 @@ def test_pix2pix_layer_shape_matches_pytorch():
     for got, want in [(z.array, zt.detach().numpy()), (xv.grad.array, xt.grad.numpy()),
                       (Wv.grad.array, Wt.grad.numpy())]:
         numpy.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * numpy.abs(want).max())
+
+
+def _results(deconv, case, arrays):
+    """y, the gradients of x, W, b, and the gradients of <gx, gx> + <gW, gW> (second order)."""
+    vs = [Variable(a) for a in arrays]
+    y = case.minigan(deconv)(*vs)
+    gy = Variable(numpy.random.RandomState(5).standard_normal(y.shape))
+    grads = minigan.grad([y], vs, [gy], create_graph=True)
+    second = minigan.grad([F.sum(grads[0] ** 2) + F.sum(grads[1] ** 2)], vs[:2] + [gy])
+    return [y.array] + [g.array for g in grads + second]
+
+
+@pytest.mark.parametrize("deconv,case", [(False, c) for c in LAST_CONV_CASES] +
+                         [(True, c) for c in LAST_DECONV_CASES], ids=repr)
+def test_batch_last_route_equals_the_nchw_route(deconv, case, monkeypatch):
+    """Forward, first and second order gradients of both routes agree; the route is taken."""
+    from minigan.functions import im2col_last as last
+    arrays = case.arrays(deconv, True)
+    used = []
+    for name in ("conv", "deconv", "grad_w"):
+        fn = getattr(last, name)
+        monkeypatch.setattr(last, name, lambda *a, _f=fn, _n=name: used.append(_n) or _f(*a))
+    got = _results(deconv, case, arrays)
+    assert {"deconv" if deconv else "conv", "grad_w"} <= set(used)
+    monkeypatch.setattr(last, "applies", lambda *a: False)
+    for g, w in zip(got, _results(deconv, case, arrays)):
+        numpy.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 64])
+def test_dcgan_1x1_input_layer_is_no_padded_convolution(n, monkeypatch):
+    """ConvT(100 -> 128, 4, 1, 0) on 1 x 1 stays GEMM + col2im (the flipped route, a 4 x 4 conv
+    of the zero-padded 7 x 7 input, would do 16 times the work), and matches PyTorch."""
+    torch = torch_module()
+    x, W, b = Case(n, 100, 128, 1, 4).arrays(True, True, numpy.float32, seed=2)
+    calls = []
+    conv = conv_module._conv
+    monkeypatch.setattr(conv_module, "_conv", lambda *a: calls.append(1) or conv(*a))
+    vs = [Variable(a) for a in (x, W, b)]
+    y = F.deconvolution_2d(*vs)
+    assert calls == [] and y.shape == (n, 128, 4, 4)
+    F.sum(y * y).backward()
+    ts = [torch.tensor(a, requires_grad=True) for a in (x, W, b)]
+    yt = torch.nn.functional.conv_transpose2d(*ts)
+    (yt * yt).sum().backward()
+    for got, want in [(y.array, yt.detach().numpy())] + [
+            (v.grad.array, t.grad.numpy()) for v, t in zip(vs, ts)]:
+        numpy.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * numpy.abs(want).max())
+
+
+def test_device_arrays_keep_the_raw_kernels(monkeypatch):
+    """Arrays the kernels serve (CuPy's; NumPy's in the host emulation) never go batch-last."""
+    from minigan.functions import im2col_last as last
+    x = numpy.zeros((64, 8, 4, 4))
+    assert last.applies(x, 1, (1, 1), 16)
+    monkeypatch.setattr(minigan.cuda, "enabled", lambda a: True)
+    assert not last.applies(x, 1, (1, 1), 16)
 
 
 # -- im2col / col2im against the definition -------------------------------------------------------
@@ -194,11 +274,12 @@ def _loops_im2col(x, kh, kw, sy, sx, ph, pw, oh, ow, dy, dx):
     (3, 3, 1, 1, 1, 1, 1, 1), (4, 4, 2, 2, 1, 1, 1, 1), (3, 2, 2, 3, 2, 0, 2, 1),
     (2, 2, 3, 3, 0, 0, 1, 1), (4, 3, 1, 2, 0, 1, 1, 3), (1, 1, 2, 2, 0, 0, 1, 1)],
     ids=lambda g: "k{}x{}-s{}x{}-p{}x{}-d{}x{}".format(*g))
-@pytest.mark.parametrize("blocks", ["one", "many"])
+@pytest.mark.parametrize("blocks", ["one", "serial", "threads"])
 def test_im2col_col2im(geometry, blocks, monkeypatch):
     """im2col equals the loops; col2im is its adjoint: <col2im(c), x> = <c, im2col(x)>."""
-    if blocks == "many":        # one channel per block, in the thread pool
+    if blocks != "one":         # one channel per block: in turn, or in the thread pool
         monkeypatch.setattr(im, "_CHUNK_BYTES", 1)
+    if blocks == "threads":
         monkeypatch.setattr(im, "_PARALLEL_BYTES", 0)
     kh, kw, sy, sx, ph, pw, dy, dx = geometry
     rng = numpy.random.RandomState(0)
@@ -213,6 +294,14 @@ def test_im2col_col2im(geometry, blocks, monkeypatch):
         lhs = (img * x2).sum()
         rhs = (c * im.im2col(x2, kh, kw, sy, sx, ph, pw, oh, ow, dy, dx)).sum()
         assert abs(lhs - rhs) < 1e-9 * abs(rhs) + 1e-9
+    # the same gathers on (C, H, W, N) planes, the batch as a trailing axis (im2col_last)
+    xl, cl = x.transpose(1, 2, 3, 0), numpy.empty((3, kh, kw, oh, ow, 2))
+    im.gather(xl, cl, sy, sx, ph, pw, dy, dx)
+    numpy.testing.assert_array_equal(cl, col.transpose(1, 2, 3, 4, 5, 0))
+    img = numpy.empty((3, 9 + sy - 1, 8 + sx - 1, 2))
+    im.scatter(c.transpose(1, 2, 3, 4, 5, 0), img, sy, sx, ph, pw, dy, dx)
+    numpy.testing.assert_allclose(img, im.col2im(c, sy, sx, ph, pw, *img.shape[1:3], dy, dx)
+                                  .transpose(1, 2, 3, 0), rtol=1e-13, atol=1e-13)
 
 
 # -- gradients that nothing needs are not computed ------------------------------------------------

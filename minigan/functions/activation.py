@@ -32,15 +32,22 @@ class LeakyReLU(FunctionNode):
         self.retain_inputs((0,))
         if cuda.enabled(x):         # one pass instead of a mask, a product and a select
             return _leaky_kernel("leaky_relu_forward", self.slope, x),
-        return _xp(x).where(x >= 0, x, x * x.dtype.type(self.slope)),
+        y = x * x.dtype.type(self.slope)
+        # for 0 <= slope <= 1, max(x, slope x) is the select, without where's slow branches
+        if 0 <= self.slope <= 1:
+            return _xp(x).maximum(x, y, out=y),
+        return _xp(x).where(x >= 0, x, y),
 
     def backward(self, indexes, grad_outputs):
         x, = self.get_retained_inputs()
         gy, = grad_outputs
         if cuda.enabled(x.array) and not config.enable_backprop:    # plain arrays suffice
             return _leaky_kernel("leaky_relu_backward", self.slope, x.array, gy.array),
-        slope = _xp(x.array).where(x.array >= 0, 1, self.slope)   # dy/dx: 1 or slope
-        return gy * slope.astype(gy.dtype),
+        xp, slope = _xp(x.array), gy.dtype.type(self.slope)
+        if 0 <= self.slope <= 1:    # dy/dx = max([x >= 0], slope): 1 or slope, in gy's dtype
+            mask = (x.array >= 0).astype(gy.dtype)
+            return gy * xp.maximum(mask, slope, out=mask),
+        return gy * xp.where(x.array >= 0, gy.dtype.type(1), slope),
 
 
 def _leaky_kernel(name, slope, *arrays):

@@ -14,14 +14,20 @@ backward is written with these three differentiable nodes, so every order of der
 Columns cost memory traffic (kh kw times the image they come from), and that, not the GEMM, is
 what makes a conv slow when one side has few channels. With stride 1 a convolution equals a
 transposed one with the kernel turned by 180 degrees (_flip_t), so each of the three products
-builds the columns of whichever side has fewer channels: pix2pix's last 128 -> 3 layer goes
-from 297 ms to 38 ms (forward + backward; PyTorch: 174 ms).
+builds the fewer columns, C kh kw per output pixel or Cout kh kw per input pixel: pix2pix's
+last 128 -> 3 layer goes from 297 ms to 38 ms (forward + backward; PyTorch: 174 ms), and
+DCGAN's ConvT(100 -> 128) from 1 x 1 to 4 x 4 stays a GEMM + col2im (as a convolution of the
+padded 7 x 7 input it would do 16 times the work).
+
+With N samples of few output pixels (P <= 64), N GEMMs of P columns run far below BLAS's
+rate; im2col_last.py then works in a (C, H, W, N) layout, with one GEMM for the whole batch.
 """
 import operator
 
 from .. import backend
 from ..core import FunctionNode, as_array
 from . import im2col as _im
+from . import im2col_last as _last
 from .math import sum as _sum
 
 
@@ -84,15 +90,20 @@ def _conv(x, W, b, s, p, d, G, col=None):
     oh, ow = _im.conv_outsize(H, kh, s[0], p[0], d[0]), _im.conv_outsize(Wd, kw, s[1], p[1], d[1])
     K, P = Cg * kh * kw, oh * ow
     pf = _flipped_pad((kh, kw), s, p, d)
-    if col is None and pf and Co < C:
-        # im2col copies C kh kw values per pixel, GEMM-then-col2im only Cout kh kw: with few
-        # output channels (pix2pix's last 128->3 layer: 302 MB of columns) the latter wins
+    if col is None and pf and Co * H * Wd < C * oh * ow:
+        # im2col copies C kh kw values per output pixel, GEMM-then-col2im Cout kh kw per input
+        # pixel: build the fewer (pix2pix's last 128->3 layer: 302 MB of columns otherwise).
+        # _deconv's test is the exact negation, or each would hand the op back to the other
         return _deconv(x, _flip_t(W, G), b, s, pf, d, G, (oh, ow))
-    if col is None:
-        col = _columns(x, kh, kw, s, p, d, oh, ow)
-    y = xp.empty((N, Co, oh, ow), x.dtype)
-    # (G, Cout/G, K) @ (N, G, K, P) -> (N, G, Cout/G, P): one BLAS call per (n, g), output in NCHW
-    xp.matmul(W.reshape(G, Co // G, K), col.reshape(N, G, K, P), out=y.reshape(N, G, Co // G, P))
+    if col is None and _last.applies(x, G, d, P):
+        y = _last.conv(x, W, s, p, oh, ow)
+    else:
+        if col is None:
+            col = _columns(x, kh, kw, s, p, d, oh, ow)
+        y = xp.empty((N, Co, oh, ow), x.dtype)
+        # (G, Cout/G, K) @ (N, G, K, P) -> (N, G, Cout/G, P): one BLAS call per (n, g), in NCHW
+        xp.matmul(W.reshape(G, Co // G, K), col.reshape(N, G, K, P),
+                  out=y.reshape(N, G, Co // G, P))
     _add_bias(y, b)
     return y
 
@@ -105,8 +116,12 @@ def _deconv(x, W, b, s, p, d, G, outsize):
     oh, ow = outsize
     M = Cg * kh * kw
     pf = _flipped_pad((kh, kw), s, p, d)
-    if pf and Ci < G * Cg:                  # fewer input channels: columns of x are smaller
+    if pf and Ci * oh * ow < G * Cg * H * Wd:      # the columns of x are fewer: see _conv
         return _conv(x, _flip_t(W, G), b, s, pf, d, G)
+    if _last.applies(x, G, d, H * Wd):
+        y = _last.deconv(x, W, s, p, oh, ow)
+        _add_bias(y, b)
+        return y
     Wt = W.reshape(G, Ci // G, M).swapaxes(1, 2)    # (G, M, Ci/G); BLAS reads it transposed
     xg = x.reshape(N, G, Ci // G, H * Wd)
     if _is_pointwise(kh, kw, s, p):                  # then outsize == (H, W) too
@@ -124,14 +139,16 @@ def _deconv(x, W, b, s, p, d, G, outsize):
 def _conv_grad_w(x, gy, kh, kw, s, p, d, G, col=None):
     """gW = gy (Cout, P) @ im2col(x)^T (P, K), summed over the batch."""
     xp = backend.get_array_module(x)
-    N, C = x.shape[:2]
+    N, C, H, W = x.shape
     Co, oh, ow = gy.shape[1:]
     K, P = C // G * kh * kw, oh * ow
     pf = _flipped_pad((kh, kw), s, p, d)
-    if col is None and pf and Co < C:
+    if col is None and pf and Co * H * W < C * oh * ow:    # the same test as in _conv
         # gW[o, c, i, j] = sum_y gy[o, y] x[c, y + d i - p] = sum_h x[c, h] gy[o, h - d i + p]:
         # the columns of gy (flipped pad) instead of those of x, then the taps turned back
         return xp.ascontiguousarray(_flip_t(_conv_grad_w(gy, x, kh, kw, s, pf, d, G), G))
+    if col is None and _last.applies(x, G, d, P):
+        return _last.grad_w(x, gy, kh, kw, s, p)
     if col is None:
         col = _columns(x, kh, kw, s, p, d, oh, ow)
     colT = col.reshape(N, G, K, P).swapaxes(2, 3)    # a transposed view: no copy, BLAS flag
@@ -188,10 +205,13 @@ class Deconvolution2DFunction(FunctionNode):
         s, p, d, G = self.stride, self.pad, self.dilate, self.groups
         kh, kw = W.shape[2:]
         col = None
-        few_inputs = _flipped_pad((kh, kw), s, p, d) and x.shape[1] < gy.shape[1]
-        if 0 in indexes and 1 in indexes and not few_inputs:
+        hw, ohw = gy.shape[2] * gy.shape[3], x.shape[2] * x.shape[3]     # conv(gy): hw -> ohw
+        flipped = _flipped_pad((kh, kw), s, p, d) and x.shape[1] * hw < gy.shape[1] * ohw
+        if (0 in indexes and 1 in indexes and not flipped
+                and not _last.applies(gy.array, G, d, ohw)):
             # gx = conv(gy, W) and gW = gy-columns @ x^T read the same columns of gy: build once
-            # (unless x has fewer channels: then both take the flipped route, without them)
+            # (unless both take the flipped or the batch-last route, which read no such columns:
+            # the tests _conv and _conv_grad_w make)
             col = _columns(gy.array, kh, kw, s, p, d, *x.shape[2:], slot="shared_col")
         gx = gW = gb = None
         if 0 in indexes:

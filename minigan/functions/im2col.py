@@ -15,13 +15,17 @@ How the copies are made fast on the CPU (measured on 1x64x256x256, 4x4, stride 2
 - Doing that per block of channels (about 1 MB of image: the phases stay in cache while the 16
   taps read them; smaller blocks lose more to Python overhead than they gain): 20 ms.
   Spreading the blocks over 2 threads (numpy releases the GIL in copies and adds): 13-15 ms,
-  about what a plain 67 MB memcpy takes here.
+  about what a plain 67 MB memcpy takes here. Threads only pay for big columns: below 16 MB the
+  hand-off, and BLAS's threads still spinning after the GEMM before, cost more than they give
+  (8 MB of columns: 2.5 ms with 2 threads, 1.3 ms without; DCGAN's step at batch 64: -10%).
 - The columns go into a reused workspace: a fresh 67 MB array costs ~6 ms of page faults.
 col2im mirrors it: per channel block, the taps of each phase are summed in one small cached
 buffer (2x2 taps per phase for a 4x4 stride-2 kernel), then written once, strided, into the image
 (instead of 16 strided read-modify-writes of it). Two threads: 26 -> 17 ms for the same shape.
 On CuPy arrays both run as raw kernels instead (kernels/conv.cu, _conv_kernel below): one
 launch each, one thread per output pixel (im2col) or image pixel (col2im, a gather: no atomics).
+The NumPy work is done by gather and scatter on planes (B, H, W, ...), which may carry trailing
+axes: im2col_last.py passes (C, H, W, N) images, the batch riding along in every copy.
 """
 import math
 import os
@@ -34,7 +38,7 @@ from .. import backend, cuda
 
 _CHUNK_BYTES = 1 << 20      # image bytes per block of channels (smaller blocks: more Python
                             # overhead than cache gain, measured from 128 KB to 2 MB)
-_PARALLEL_BYTES = 1 << 20   # below this many column bytes threads cost more than they give
+_PARALLEL_BYTES = 1 << 24   # below this many column bytes threads cost more than they give
 _WORKSPACE_MAX = 1 << 30    # bigger temporaries are allocated afresh, not kept
 _local = threading.local()
 _pool = None
@@ -84,20 +88,17 @@ def _threads():
     return min(len(os.sched_getaffinity(0)), 8) if hasattr(os, "sched_getaffinity") else 1
 
 
-def _blocks(n, item_bytes, total_bytes, xp):
-    """Split range(n) into (lo, hi) blocks of about _CHUNK_BYTES, at least one per thread."""
-    if xp is not numpy:
-        return [(0, n)]
-    per = max(1, _CHUNK_BYTES // max(item_bytes, 1))
-    if total_bytes >= _PARALLEL_BYTES and _threads() > 1:
-        per = min(per, -(-n // _threads()))      # at least one block per thread
-    return [(lo, min(n, lo + per)) for lo in range(0, n, per)]
-
-
-def _run(fn, blocks):
-    """fn(lo, hi) for each block, in the thread pool when there are several."""
+def _run(fn, n, item_bytes, total_bytes, xp):
+    """fn(lo, hi) over range(n) in blocks of ~_CHUNK_BYTES; in the thread pool for big work."""
     global _pool
-    if len(blocks) == 1 or _threads() == 1:
+    if xp is not numpy:
+        return fn(0, n)
+    per = max(1, _CHUNK_BYTES // max(item_bytes, 1))
+    threads = _threads() if total_bytes >= _PARALLEL_BYTES else 1
+    if threads > 1:
+        per = min(per, -(-n // threads))
+    blocks = [(lo, min(n, lo + per)) for lo in range(0, n, per)]
+    if threads == 1 or len(blocks) == 1:
         for lo, hi in blocks:
             fn(lo, hi)
         return
@@ -135,7 +136,7 @@ class _Geometry:
 
 
 def _fill_phase(x, P, gy, gx, a, b):
-    """P = phase (a, b) of the zero-padded x (nc, H, W): P[m, q] = xpad[a + sy*m, b + sx*q]."""
+    """P = phase (a, b) of the zero-padded x (B, H, W, ...): P[m, q] = xpad[a + sy*m, b + sx*q]."""
     m0, m1, h0 = gy.valid(a)
     q0, q1, w0 = gx.valid(b)
     P[:, :m0] = 0
@@ -155,11 +156,22 @@ def im2col(x, kh, kw, sy, sx, ph, pw, oh, ow, dy=1, dx=1, out=None):
     xp = backend.get_array_module(x)
     N, C, H, W = x.shape
     col = xp.empty((N, C, kh, kw, oh, ow), x.dtype) if out is None else out
-    if col.size == 0:
-        return col
+    gather(x.reshape(N * C, H, W), col.reshape(N * C, kh, kw, oh, ow), sy, sx, ph, pw, dy, dx)
+    return col
+
+
+def gather(xs, cols, sy, sx, ph, pw, dy=1, dx=1):
+    """cols[b, i, j, y, x] = xs[b, sy y + dy i - ph, sx x + dx j - pw] (0 outside), in place.
+
+    xs (B, H, W, ...) are planes that may carry trailing axes (the batch, in im2col_last), cols
+    is (B, kh, kw, oh, ow, ...).
+    """
+    if cols.size == 0:
+        return
+    xp = backend.get_array_module(xs)
+    H, W = xs.shape[1:3]
+    kh, kw, oh, ow = cols.shape[1:5]
     gy, gx = _Geometry(H, kh, sy, ph, dy, oh), _Geometry(W, kw, sx, pw, dx, ow)
-    xs = x.reshape(N * C, H, W)
-    cols = col.reshape(N * C, kh, kw, oh, ow)
     # stride 1 without padding: the only phase is the image itself, no copy needed
     direct = sy == sx == 1 and ph == pw == 0
     phases = sorted({(a, b) for a in gy.phase for b in gx.phase})
@@ -170,7 +182,8 @@ def im2col(x, kh, kw, sy, sx, ph, pw, oh, ow, dy=1, dx=1, out=None):
             if direct:
                 src[a, b] = xs[lo:hi]
             else:
-                P = scratch(xp, (hi - lo, gy.length, gx.length), x.dtype, f"phase{a},{b}")
+                P = scratch(xp, (hi - lo, gy.length, gx.length) + xs.shape[3:], xs.dtype,
+                            f"phase{a},{b}")
                 _fill_phase(xs[lo:hi], P, gy, gx, a, b)
                 src[a, b] = P
         for i in range(kh):
@@ -179,8 +192,7 @@ def im2col(x, kh, kw, sy, sx, ph, pw, oh, ow, dy=1, dx=1, out=None):
                 t = gx.offset[j]
                 cols[lo:hi, i, j] = src[gy.phase[i], gx.phase[j]][:, r:r + oh, t:t + ow]
 
-    _run(block, _blocks(N * C, H * W * x.itemsize, col.nbytes, xp))
-    return col
+    _run(block, len(xs), xs[0].nbytes, cols.nbytes, xp)
 
 
 def col2im(col, sy, sx, ph, pw, h, w, dy=1, dx=1, out=None):
@@ -191,21 +203,28 @@ def col2im(col, sy, sx, ph, pw, h, w, dy=1, dx=1, out=None):
     xp = backend.get_array_module(col)
     N, C, kh, kw, oh, ow = col.shape
     img = xp.empty((N, C, h, w), col.dtype) if out is None else out
-    if img.size == 0:
-        return img
+    if img.size:
+        scatter(col.reshape(N * C, kh, kw, oh, ow), img.reshape(N * C, h, w), sy, sx, ph, pw,
+                dy, dx)
+    return img
+
+
+def scatter(cols, imgs, sy, sx, ph, pw, dy=1, dx=1):
+    """The adjoint of gather: imgs (B, h, w, ...) = the sum of the taps in cols that land there."""
+    xp = backend.get_array_module(cols)
+    h, w = imgs.shape[1:3]
+    kh, kw, oh, ow = cols.shape[1:5]
     gy, gx = _Geometry(h, kh, sy, ph, dy, oh), _Geometry(w, kw, sx, pw, dx, ow)
     if not (gy.covers() and gx.covers()):
-        img[...] = 0            # some pixels receive no tap (e.g. stride > kernel)
-    if col.size == 0:
-        return img
-    imgs = img.reshape(N * C, h, w)
-    cols = col.reshape(N * C, kh, kw, oh, ow)
+        imgs[...] = 0           # some pixels receive no tap (e.g. stride > kernel)
+    if cols.size == 0:
+        return
     phases = sorted({(a, b) for a in gy.phase for b in gx.phase})
 
     def block(lo, hi):
         for a, b in phases:
             # one phase at a time: a single buffer, which stays in cache
-            P = scratch(xp, (hi - lo, gy.length, gx.length), col.dtype, "acc")
+            P = scratch(xp, (hi - lo, gy.length, gx.length) + imgs.shape[3:], cols.dtype, "acc")
             P[...] = 0
             # sum this phase's taps in the (cached) phase buffer, then write it once
             for i in range(kh):
@@ -222,8 +241,7 @@ def col2im(col, sy, sx, ph, pw, h, w, dy=1, dx=1, out=None):
                 imgs[lo:hi, h0:h0 + sy * (m1 - m0 - 1) + 1:sy,
                      w0:w0 + sx * (q1 - q0 - 1) + 1:sx] = P[:, m0:m1, q0:q1]
 
-    _run(block, _blocks(N * C, h * w * col.itemsize, col.nbytes, xp))
-    return img
+    _run(block, len(imgs), imgs[0].nbytes, cols.nbytes, xp)
 
 
 def _conv_kernel(name, a, out_shape, image_size, steps, out):
