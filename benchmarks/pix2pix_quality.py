@@ -11,7 +11,8 @@ reference, ../shared/bench/torch_pix2pix_train.py, is run as a subprocess on the
 each of --torch-seeds. Sample grids (input | output | target) go to --out.
 
     python benchmarks/pix2pix_quality.py [--iterations 1000] [--directions BtoA,AtoB]
-        [--data ../shared/data/facades/train] [--torch-seeds 0,1] [--out bench_results/quality]
+        [--data ../shared/data/facades/train] [--torch-seeds 0,1] [--skip-minigan]
+        [--out bench_results/quality]
 """
 import argparse
 import json
@@ -130,6 +131,7 @@ def main(argv=None):
     ap.add_argument("--directions", default="BtoA,AtoB")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--torch-seeds", default="0,1", help="empty for no reference run")
+    ap.add_argument("--skip-minigan", action="store_true", help="run only the reference")
     ap.add_argument("--torch-script", default=os.path.join(SHARED, "bench", "torch_pix2pix_train.py"))
     ap.add_argument("--out", default="bench_results/pix2pix_quality")
     args = ap.parse_args(argv)
@@ -138,9 +140,10 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         train_dir, val_dir = split_folders(args.data, tmp)
         for direction in args.directions.split(","):
-            r = train_minigan(args.data, direction, args.iterations, args.seed, args.out)
-            results.setdefault("minigan", {})[direction] = r
-            print(json.dumps({"minigan": {direction: r}}), file=sys.stderr, flush=True)
+            if not args.skip_minigan:
+                r = train_minigan(args.data, direction, args.iterations, args.seed, args.out)
+                results.setdefault("minigan", {})[direction] = r
+                print(json.dumps({"minigan": {direction: r}}), file=sys.stderr, flush=True)
             for seed in filter(None, args.torch_seeds.split(",")):
                 r = train_torch(args.torch_script, train_dir, val_dir, direction,
                                 args.iterations, int(seed), args.out)

@@ -42,14 +42,17 @@ def load_data(opts):
     return ds, f"data: {ds.describe()}"
 
 
+_DATASET_HELP = {"mnist": "mnist: IDX files", "folder": "folder: any folder of images",
+                 "toy": "toy: the 2-D ring of 8 Gaussians"}
+
+
 def data_options(choices, default):
     """--dataset, --data-dir, --size, --channels."""
     def decorate(f):
         options = [
             click.option("--dataset", type=click.Choice(choices), default=default,
                          show_default=True,
-                         help="mnist: IDX files; folder: any folder of images; toy: the 2-D "
-                              "ring of 8 Gaussians."),
+                         help="; ".join(_DATASET_HELP[c] for c in choices) + "."),
             click.option("--data-dir", default=None,
                          help="Where the data is [default: data/mnist for mnist; required for "
                               "folder]."),
