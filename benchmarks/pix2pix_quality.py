@@ -25,7 +25,7 @@ import time
 import numpy
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from minigan.datasets import (LABEL_COLORS, BatchIterator, FacadeDataset,  # noqa: E402
+from minigan.datasets import (BatchIterator, FacadeDataset,  # noqa: E402
                               colors_to_classes)
 from minigan.datasets.facade import natural_key, split_indices  # noqa: E402
 from minigan.gans import pix2pix  # noqa: E402

@@ -1,5 +1,8 @@
 """One helper per kind of check, so each op's test is one line (tinygrad's helper_test_op manner)."""
+import os
+
 import numpy
+import pytest
 
 from minigan import Variable
 from minigan.gradient_check import check_backward, check_double_backward
@@ -28,3 +31,35 @@ def check_op(fn, inputs, reference=None, double=True, atol=1e-5, rtol=1e-4, **kw
     check_backward(fn, inputs, atol=atol, rtol=rtol, **kw)
     if double:
         check_double_backward(fn, inputs, atol=atol * 10, rtol=rtol * 10, **kw)
+
+
+# -- real data and the command line ---------------------------------------------------------------
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# ../shared/data beside the checkout (or inside it, or $MINIGAN_TEST_DATA); tests that need it skip
+SHARED = os.environ.get("MINIGAN_TEST_DATA") or next(
+    (p for p in (os.path.join(_REPO, "..", "shared", "data"), os.path.join(_REPO, "shared", "data"))
+     if os.path.isdir(p)), "/work/shared/data")
+
+
+def shared(name):
+    """The real data folder SHARED/name, or a skip saying it is absent."""
+    path = os.path.join(SHARED, name)
+    if not os.path.isdir(path):
+        pytest.skip(f"real data folder {path} not present")
+    return path
+
+
+def run(*args):
+    """(exit code, output) of `minigan ARGS`, in process."""
+    from click.testing import CliRunner
+    from minigan.cli import main
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def error_line(output):
+    """The one `Error:` line a bad input must print."""
+    lines = [l for l in output.splitlines() if l.startswith("Error:")]
+    assert len(lines) == 1, output
+    return lines[0]

@@ -6,29 +6,17 @@ import os
 import h5py
 import numpy
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from minigan.cli import main
+from helpers import error_line, run
 
 TINY = ["--size", "32", "--n-down", "3", "--ngf", "8", "--ndf", "4", "--log-interval", "2",
         "--snapshot-interval", "4", "--sample-interval", "4", "--workers", "0"]
 
 
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.output
-
-
 @pytest.fixture(autouse=True)
 def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-
-
-def error_line(output):
-    lines = [l for l in output.splitlines() if l.startswith("Error:")]
-    assert len(lines) == 1, output
-    return lines[0]
 
 
 def test_version_and_help():

@@ -8,7 +8,7 @@ import pytest
 
 import minigan
 import minigan.functions as F
-from minigan import FunctionNode, Variable, backend
+from minigan import FunctionNode, Variable
 
 
 def test_backward_sums_gradients_over_all_paths():

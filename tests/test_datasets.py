@@ -12,6 +12,7 @@ import numpy
 import pytest
 from PIL import Image
 
+from helpers import shared
 from minigan.datasets import mnist
 from minigan.datasets.errors import DatasetError
 from minigan.datasets.image_folder import ImageFolderDataset
@@ -19,17 +20,6 @@ from minigan.datasets.mnist import MnistDataset, find_mnist, parse_idx, read_idx
 from minigan.datasets.toy import RingDataset, mode_coverage, ring_centers, sample_ring
 
 # the team's real datasets (tests only); MINIGAN_TEST_DATA points elsewhere
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.environ.get("MINIGAN_TEST_DATA") or next(
-    (p for p in (os.path.join(_REPO, "..", "shared", "data"), os.path.join(_REPO, "shared", "data"))
-     if os.path.isdir(p)), "/work/shared/data")
-
-
-def shared(name):
-    path = os.path.join(SHARED, name)
-    if not os.path.isdir(path):
-        pytest.skip(f"real data folder {path} not present")
-    return path
 
 
 def idx_bytes(array):

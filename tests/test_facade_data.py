@@ -6,15 +6,12 @@ import numpy
 import pytest
 from PIL import Image
 
+from helpers import SHARED
 from minigan.datasets import (LABEL_COLORS, DatasetError, FacadeDataset, SyntheticFacadeDataset,
                               colors_to_classes, label_image, make_facade, open_facade)
 from minigan.datasets.facade import natural_key
 
 # the team's real datasets (tests only); MINIGAN_TEST_DATA points elsewhere
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.environ.get("MINIGAN_TEST_DATA") or next(
-    (p for p in (os.path.join(_REPO, "..", "shared", "data"), os.path.join(_REPO, "shared", "data"))
-     if os.path.isdir(p)), "/work/shared/data")
 REAL = os.path.join(SHARED, "facades", "train")
 
 

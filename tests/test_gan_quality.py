@@ -6,15 +6,12 @@ import os
 import numpy
 import pytest
 
+from helpers import SHARED, shared
 from minigan.datasets import BatchIterator, ImageFolderDataset, MnistDataset, RingDataset
 from minigan.datasets import find_mnist, mode_coverage, ring_centers
 from minigan.gans import began, dcgan, gan, wgan_gp
 from minigan.optimizers import ExponentialMovingAverage
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.environ.get("MINIGAN_TEST_DATA") or next(
-    (p for p in (os.path.join(_REPO, "..", "shared", "data"), os.path.join(_REPO, "shared", "data"))
-     if os.path.isdir(p)), "/work/shared/data")
 
 # the ring's Gaussians: std 0.05 (3 sigma = 0.15; neighbouring modes lie 1.53 apart)
 STD = 0.05
@@ -32,13 +29,6 @@ def one_blas_thread():
         return
     with threadpool_limits(limits=1, user_api="blas"):
         yield
-
-
-def shared(name):
-    path = os.path.join(SHARED, name)
-    if not os.path.isdir(path):
-        pytest.skip(f"real data folder {path} not present")
-    return path
 
 
 def train(module, config, Updater, dataset, batch_size, steps, seed=0, ema=None):

@@ -7,14 +7,11 @@ import numpy
 import pytest
 
 import minigan.functions as F
+from helpers import SHARED
 from minigan import Variable
 from minigan.gans import began, dcgan, gan, wgan_gp
 from minigan.serializers import load_hdf5, save_hdf5
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.environ.get("MINIGAN_TEST_DATA") or next(
-    (p for p in (os.path.join(_REPO, "..", "shared", "data"), os.path.join(_REPO, "shared", "data"))
-     if os.path.isdir(p)), "/work/shared/data")
 TORCH_DCGAN = os.path.join(SHARED, "..", "bench", "torch_dcgan.py")
 
 SMALL = {

@@ -55,7 +55,7 @@ def test_batches_do_not_depend_on_workers():
 def test_epochs_shuffle_and_drop_last():
     with BatchIterator(Noisy(10), 3, seed=0, n_workers=2) as it:
         assert it.batches_per_epoch == 3  # 10 // 3: the last partial batch is dropped
-        epochs, labels = [], []
+        epochs = []
         for _ in range(3):
             seen = []
             for k in range(3):

@@ -2,8 +2,6 @@
 import numpy
 import pytest
 
-import minigan
-import minigan.functions as F
 from minigan import Variable
 from minigan.datasets import BatchIterator, SyntheticFacadeDataset
 from minigan.gans import pix2pix

@@ -6,15 +6,10 @@ import os
 import h5py
 import numpy
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from minigan.cli import main
+from helpers import SHARED, error_line, run
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.environ.get("MINIGAN_TEST_DATA") or next(
-    (p for p in (os.path.join(_REPO, "..", "shared", "data"), os.path.join(_REPO, "shared", "data"))
-     if os.path.isdir(p)), "/work/shared/data")
 
 QUIET = ["--log-interval", "2", "--snapshot-interval", "2", "--sample-interval", "2",
          "--workers", "0"]
@@ -22,20 +17,9 @@ TINY_BEGAN = ["--size", "16", "--n", "4", "--batch-size", "4", *QUIET]
 TINY_TOY = ["--dataset", "toy", "--batch-size", "16", *QUIET]
 
 
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.output
-
-
 @pytest.fixture(autouse=True)
 def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-
-
-def error_line(output):
-    lines = [l for l in output.splitlines() if l.startswith("Error:")]
-    assert len(lines) == 1, output
-    return lines[0]
 
 
 def image_folder(path, n=8, size=20, modes=("RGB",)):

@@ -1,5 +1,4 @@
 """`python cli.py pix2pix` (train) and `python cli.py translate` (apply a snapshot to images)."""
-import dataclasses
 import json
 import os
 
