@@ -34,7 +34,7 @@ def minigan_step(batch, path=REPO, seed=0):
     numpy.random.seed(seed)
     c = dcgan.Config()
     models, optimizers = dcgan.build(c)
-    updater = dcgan.DCGANUpdater(c, models, optimizers)
+    updater = dcgan.Updater(c, models, optimizers)
     real = (numpy.random.rand(batch, 1, 28, 28) * 2 - 1).astype(numpy.float32)
     return lambda: updater.update(real)
 

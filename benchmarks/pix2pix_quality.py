@@ -84,7 +84,7 @@ def train_minigan(data, direction, iterations, seed, out):
     numpy.random.seed(seed)
     c = pix2pix.Config(in_channels=3, out_channels=3)
     models, optimizers = pix2pix.build(c)
-    updater = pix2pix.Pix2PixUpdater(c, models, optimizers)
+    updater = pix2pix.Updater(c, models, optimizers)
     t0 = time.perf_counter()
     with BatchIterator(train, 1, seed=seed, n_workers=1) as it:
         for i in range(iterations):

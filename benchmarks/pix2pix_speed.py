@@ -28,11 +28,11 @@ def minigan_step(batch, gpu):
     """A closure running one minigan iteration on a fixed random batch."""
     numpy.random.seed(0)
     c = pix2pix.Config()
-    models, optimizers = pix2pix.build(c, gpu)
+    models, optimizers = pix2pix.build(c)
     # no weight decay hook: the PyTorch reference trains without it
     for opt in optimizers.values():
         opt.hooks.clear()
-    up = pix2pix.Pix2PixUpdater(c, models, optimizers, gpu)
+    up = pix2pix.Updater(c, models, optimizers, gpu)
     rng = numpy.random.RandomState(0)
     labels = rng.randint(0, 12, (batch, 256, 256))
     x = (labels[:, None] == numpy.arange(12)[None, :, None, None]).astype(numpy.float32)

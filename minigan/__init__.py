@@ -5,3 +5,9 @@ from .core import (FunctionNode, Parameter, Variable, as_array, as_variable, con
                    force_backprop_mode, grad, no_backprop_mode, using_config)
 from . import backend, functions  # noqa
 from . import initializers, links, optimizers, serializers  # noqa
+
+
+def load(path, device=-1):
+    """A trained GAN from a snapshot file: Trained(name, module, config, models, options)."""
+    from .gans import load as load_snapshot    # the zoo imports the trainer: only when asked
+    return load_snapshot(path, device)

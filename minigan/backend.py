@@ -1,5 +1,10 @@
-"""The array-module switch: NumPy on the CPU, CuPy on a CUDA device; cupy is imported lazily."""
-import contextlib
+"""The array-module switch and the device: NumPy on the CPU, CuPy on CUDA device N.
+
+A run names its device once (`Device(gpu)`, -1 the CPU) and enters it once (`with device:`), so
+that ops, cuBLAS, the raw kernels and CuPy's random generator all run on device N; moving an
+array is one call (`device.send(x)`, `to_device(x, device)`), never an `if gpu < 0` at the
+call site. cupy is imported lazily and is optional.
+"""
 import sys
 
 import numpy
@@ -47,32 +52,92 @@ def array_kind(x):
     return "cupy" if is_cupy_array(x) else "numpy"
 
 
+class DeviceError(RuntimeError):
+    """A device this machine cannot give (no CuPy, no such GPU): one line for the user."""
+
+
 def get_cupy(gpu=0):
-    """cupy with device `gpu` usable, or a RuntimeError that says how to get it."""
+    """cupy with device `gpu` usable, or a DeviceError that says how to get it."""
     cupy = _import_cupy()
     if cupy is None:
-        raise RuntimeError(f"--gpu {gpu} needs CuPy: {_CUPY_HINT}")
+        raise DeviceError(f"--gpu {gpu} needs CuPy: {_CUPY_HINT}")
     try:
         n = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:  # the driver raises its own error types
-        raise RuntimeError(f"--gpu {gpu}: no usable CUDA device ({e})") from None
+        raise DeviceError(f"--gpu {gpu}: no usable CUDA device ({e})") from None
     if not 0 <= gpu < n:
-        raise RuntimeError(f"--gpu {gpu}: this machine has {n} CUDA device(s)")
+        raise DeviceError(f"--gpu {gpu}: this machine has {n} CUDA device(s)")
     return cupy
 
 
-def use_device(gpu):
-    """Make CUDA device `gpu` current (a context manager); -1 means the CPU and does nothing."""
-    if gpu is None or gpu < 0:
-        return contextlib.nullcontext()
-    return get_cupy(gpu).cuda.Device(gpu)
+class Device:
+    """Where a run computes: the CPU (id -1) or CUDA device `id`. `with device:` makes it current
+    for everything inside (a no-op on the CPU); `device.send(x)` puts an array on it."""
+
+    def __init__(self, id=-1):
+        id = id.id if isinstance(id, Device) else id
+        if isinstance(id, bool) or not isinstance(id, int) or id < -1:
+            raise DeviceError(f"--gpu {id}: give -1 for the CPU or a CUDA device id (0, 1, ...)")
+        self.id = id
+        self._cupy = get_cupy(id) if id >= 0 else None
+        self._entered = []
+
+    @property
+    def is_gpu(self):
+        return self.id >= 0
+
+    @property
+    def xp(self):
+        """numpy or cupy: the array module of this device."""
+        return self._cupy or numpy
+
+    def send(self, x):
+        """x (a NumPy or CuPy array) on this device; already there, it is returned as is."""
+        if not self.is_gpu:
+            return to_cpu(x)
+        if is_cupy_array(x) and x.device.id == self.id:
+            return x
+        with self._cupy.cuda.Device(self.id):
+            return self._cupy.asarray(x)
+
+    def __enter__(self):
+        if self.is_gpu:
+            ctx = self._cupy.cuda.Device(self.id)
+            ctx.__enter__()
+            self._entered.append(ctx)
+        return self
+
+    def __exit__(self, *exc):
+        if self.is_gpu:
+            self._entered.pop().__exit__(*exc)
+        return False
+
+    def __eq__(self, other):
+        return isinstance(other, Device) and other.id == self.id
+
+    def __hash__(self):
+        return hash(self.id)
+
+    def __repr__(self):
+        return "Device(cpu)" if self.id < 0 else f"Device(cuda:{self.id})"
+
+
+CPU = Device(-1)
+
+
+def as_device(device):
+    """A Device from a Device, an int (-1 for the CPU) or None (the CPU)."""
+    return device if isinstance(device, Device) else Device(-1 if device is None else device)
+
+
+def to_device(x, device):
+    """x on `device` (a Device or an id, -1 for the CPU)."""
+    return as_device(device).send(x)
 
 
 def to_gpu(x, device=0):
-    """Copy a NumPy array to CUDA device `device` (cupy arrays already there are returned as is)."""
-    cupy = get_cupy(device)
-    with cupy.cuda.Device(device):
-        return cupy.asarray(x)
+    """Copy an array to CUDA device `device` (cupy arrays already there are returned as is)."""
+    return Device(device).send(x)
 
 
 def to_cpu(x):

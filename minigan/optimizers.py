@@ -36,10 +36,7 @@ def _blocks(xp, *arrays):
 
 def _move_to(array, like):
     """`array` on the device of `like` (a no-op when they already share it)."""
-    device = backend.device_of(like)
-    if backend.device_of(array) == device:
-        return array
-    return backend.to_cpu(array) if device < 0 else backend.to_gpu(array, device)
+    return backend.to_device(array, backend.device_of(like))
 
 
 class Optimizer:

@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 
+import h5py
 import numpy
 
 from . import backend
@@ -29,16 +30,20 @@ class TrainingError(RuntimeError):
 
 
 class Updater:
-    """One iteration of a GAN's algorithm: subclasses define update(batch) -> {name: float}."""
+    """One iteration of a GAN's algorithm: subclasses define update(batch) -> {name: float}.
 
-    def __init__(self, models, optimizers, device=-1):
-        self.models, self.optimizers, self.device = models, optimizers, device
+    It holds the GAN's Config, its models and optimizers ({'gen': ..., 'dis': ...}) and the
+    device they live on (a backend.Device, or an id: -1 for the CPU)."""
+
+    def __init__(self, config, models, optimizers, device=-1):
+        self.config, self.models, self.optimizers = config, models, optimizers
+        self.device = backend.as_device(device)
+        for net in models.values():
+            net.to_device(self.device)
 
     def to_device(self, *arrays):
-        """The batch's arrays on the training device."""
-        if self.device < 0:
-            return arrays if len(arrays) > 1 else arrays[0]
-        moved = tuple(backend.to_gpu(a, self.device) for a in arrays)
+        """The arrays (a batch, noise drawn on the host) on the training device."""
+        moved = tuple(self.device.send(a) for a in arrays)
         return moved if len(moved) > 1 else moved[0]
 
     def update(self, batch):
@@ -85,6 +90,17 @@ def find_resume(resume, out):
             return found[-1]
         raise TrainingError(f"--resume: no snapshot_iter_*.h5 in {target}")
     raise TrainingError(f"--resume: {target} does not exist")
+
+
+def read_meta(path):
+    """The meta group of a snapshot (GAN name, Config, options) as strings, or a TrainingError."""
+    try:
+        with h5py.File(path, "r") as f:
+            meta = f.get("meta")
+            return {} if meta is None else {k: meta[k].asstr()[()] for k in meta}
+    except OSError as e:
+        raise TrainingError(f"{path} is not a readable snapshot (truncated or corrupt?): {e}") \
+            from None
 
 
 def _truncate_log(path, iteration):
@@ -178,13 +194,18 @@ class Trainer:
                           "(press again to abort without saving)\n")
 
     def _device_seed(self):
-        """CuPy's generator state cannot be saved, so it is reseeded from (seed, iteration)."""
-        if self.updater.device >= 0:
-            cupy = backend.get_cupy(self.updater.device)
-            cupy.random.seed((self.seed * 1_000_003 + self.iteration) % 2 ** 32)
+        """CuPy's generator state cannot be saved, so it is reseeded from (seed, iteration,
+        rollbacks): after a rollback the same seed would replay the same blow-up."""
+        if self.updater.device.is_gpu:
+            seed = self.seed * 1_000_003 + self.iteration + 7919 * self.rollbacks
+            self.updater.device.xp.random.seed(seed % 2 ** 32)
 
     def run(self):
         """Train to self.iterations. Returns 'done' or 'interrupted' (after a snapshot)."""
+        with self.updater.device:       # ops, cuBLAS, kernels and cupy.random on device N
+            return self._run()
+
+    def _run(self):
         in_main = hasattr(signal, "SIGINT") and _is_main_thread()
         old_handler = signal.signal(signal.SIGINT, self._request_stop) if in_main else None
         progress = Progress(self.iterations, self.stream)

@@ -37,9 +37,9 @@ def check_op(fn, inputs, reference=None, double=True, atol=1e-5, rtol=1e-4, **kw
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # ../shared/data beside the checkout (or inside it, or $MINIGAN_TEST_DATA); tests that need it skip
+_BESIDE = os.path.normpath(os.path.join(_REPO, "..", "shared", "data"))
 SHARED = os.environ.get("MINIGAN_TEST_DATA") or next(
-    (p for p in (os.path.join(_REPO, "..", "shared", "data"), os.path.join(_REPO, "shared", "data"))
-     if os.path.isdir(p)), "/work/shared/data")
+    (p for p in (_BESIDE, os.path.join(_REPO, "shared", "data")) if os.path.isdir(p)), _BESIDE)
 
 
 def shared(name):

@@ -92,10 +92,10 @@ def test_a_snapshot_of_another_gan_or_architecture_is_refused():
     run("pix2pix", *TINY, "--iterations", 2, "--out", "run")
     snap = "run/snapshot_iter_0000002.h5"
     with h5py.File(snap, "r+") as f:                # pretend another architecture wrote it
-        options = json.loads(f["meta/options"].asstr()[()])
-        options["ngf"] = 16
-        del f["meta/options"]
-        f["meta/options"] = json.dumps(options)
+        config = json.loads(f["meta/config"].asstr()[()])
+        config["ngf"] = 16
+        del f["meta/config"]
+        f["meta/config"] = json.dumps(config)
     code, out = run("pix2pix", *TINY, "--iterations", 4, "--out", "run", "--resume", snap)
     assert code == 1 and "does not fit this pix2pix model" in error_line(out)
     with h5py.File(snap, "r+") as f:

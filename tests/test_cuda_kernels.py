@@ -287,7 +287,7 @@ def test_pix2pix_iterations_through_the_kernels(monkeypatch):
     def train():
         numpy.random.seed(0)        # the same weights and dropout masks for both runs
         models, optimizers = pix2pix.build(c)
-        up = pix2pix.Pix2PixUpdater(c, models, optimizers)
+        up = pix2pix.Updater(c, models, optimizers)
         return [up.update((x, y)) for _ in range(3)]
     want = train()
     with host.kernels():

@@ -58,8 +58,8 @@ def test_vanilla_gan_covers_the_ring():
     # samples come from the moving average of G's weights (Polyak averaging, as ProGAN and
     # StyleGAN sample): at this learning rate Adam's jitter alone spreads G's raw samples by
     # about 3 sigma (measured over seeds 0-2: 62-75% within 3 sigma averaged, 31-60% raw)
-    c = gan.toy_config(alpha=2e-3)
-    models, log = train(gan, c, gan.GANUpdater, RingDataset(n=10_000, std=STD), 256, 1500,
+    c = gan.Config.for_data((2,), alpha=2e-3)
+    models, log = train(gan, c, gan.Updater, RingDataset(n=10_000, std=STD), 256, 1500,
                         ema=0.99)
     modes, good = ring_quality(gan, c, models["ema"])
     assert modes >= 6 and good >= 0.5, (modes, good)
@@ -71,7 +71,7 @@ def test_wgan_gp_covers_the_ring_and_its_gradient_norm_moves_toward_1():
     # beta1 = 0.5. Measured over seeds 0-2: 59-62% within 3 sigma, all 8 modes
     c = wgan_gp.Config(arch="mlp", x_shape=(2,), n_z=2, n_hidden=64, n_layers=2, lam=1.0,
                        n_critic=3, alpha=1e-3, beta1=0.5)
-    models, log = train(wgan_gp, c, wgan_gp.WGANGPUpdater, RingDataset(n=10_000, std=STD),
+    models, log = train(wgan_gp, c, wgan_gp.Updater, RingDataset(n=10_000, std=STD),
                         128 * c.n_critic, 1000)
     modes, good = ring_quality(wgan_gp, c, models["gen"])
     assert modes >= 6 and good >= 0.5, (modes, good)
@@ -101,7 +101,7 @@ def _faces(size):
 
 def test_began_keeps_k_in_0_1_and_m_global_falls():
     c = began.Config(size=16, n=8, n_h=16, n_z=16, alpha=5e-4)
-    _, log = train(began, c, began.BEGANUpdater, _faces(16), 16, 80)
+    _, log = train(began, c, began.Updater, _faces(16), 16, 80)
     ks = [r["k"] for r in log]
     assert all(0.0 <= k <= 1.0 for k in ks)
     assert max(ks) > 0                                  # the controller did act
@@ -113,7 +113,7 @@ def test_dcgan_trains_on_500_mnist_digits_without_nan_or_collapse():
     root = find_mnist(shared("mnist"))
     ds = MnistDataset(root, n=500)
     c = dcgan.Config()
-    models, log = train(dcgan, c, dcgan.DCGANUpdater, ds, 8, 200)
+    models, log = train(dcgan, c, dcgan.Updater, ds, 8, 200)
     assert all(numpy.isfinite(v) for r in log for v in r.values())
     # in the first hundreds of steps D is right 93-100% of the time here (as in the PyTorch
     # reference with the same networks and data); collapse would pin its accuracy at 1 and its

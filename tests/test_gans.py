@@ -15,20 +15,20 @@ from minigan.serializers import load_hdf5, save_hdf5
 TORCH_DCGAN = os.path.join(SHARED, "..", "bench", "torch_dcgan.py")
 
 SMALL = {
-    "gan/mnist": (gan, gan.Config(n_hidden=16), gan.GANUpdater, (1, 28, 28)),
-    "gan/toy": (gan, gan.toy_config(n_hidden=16), gan.GANUpdater, (2,)),
-    "dcgan/mnist": (dcgan, dcgan.Config(n_z=8), dcgan.DCGANUpdater, (1, 28, 28)),
+    "gan/mnist": (gan, gan.Config(n_hidden=16), gan.Updater, (1, 28, 28)),
+    "gan/toy": (gan, gan.Config.for_data((2,), n_hidden=16), gan.Updater, (2,)),
+    "dcgan/mnist": (dcgan, dcgan.Config(n_z=8), dcgan.Updater, (1, 28, 28)),
     "dcgan/radford": (dcgan, dcgan.Config(arch="radford", size=16, channels=3, ngf=4, ndf=4),
-                      dcgan.DCGANUpdater, (3, 16, 16)),
-    "wgan-gp/mnist": (wgan_gp, wgan_gp.Config(n_z=8, n_critic=2), wgan_gp.WGANGPUpdater,
+                      dcgan.Updater, (3, 16, 16)),
+    "wgan-gp/mnist": (wgan_gp, wgan_gp.Config(n_z=8, n_critic=2), wgan_gp.Updater,
                       (1, 28, 28)),
     "wgan-gp/radford": (wgan_gp, wgan_gp.Config(arch="radford", x_shape=(3, 16, 16), ngf=4, ndf=4,
-                                                n_critic=2), wgan_gp.WGANGPUpdater, (3, 16, 16)),
+                                                n_critic=2), wgan_gp.Updater, (3, 16, 16)),
     "wgan-gp/mlp": (wgan_gp, wgan_gp.Config(arch="mlp", x_shape=(2,), n_z=2, n_hidden=16,
-                                            n_critic=2), wgan_gp.WGANGPUpdater, (2,)),
+                                            n_critic=2), wgan_gp.Updater, (2,)),
     "began/28": (began, began.Config(size=28, channels=1, n=4, n_h=8, n_z=8),
-                 began.BEGANUpdater, (1, 28, 28)),
-    "began/16": (began, began.Config(size=16, n=4, n_h=8, n_z=8), began.BEGANUpdater, (3, 16, 16)),
+                 began.Updater, (1, 28, 28)),
+    "began/16": (began, began.Config(size=16, n=4, n_h=8, n_z=8), began.Updater, (3, 16, 16)),
 }
 
 

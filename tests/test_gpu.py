@@ -151,8 +151,8 @@ def test_pix2pix_on_the_gpu_follows_the_cpu(monkeypatch):
 
     def train(device):
         numpy.random.seed(0)
-        models, optimizers = pix2pix.build(c, device)
-        up = pix2pix.Pix2PixUpdater(c, models, optimizers, device)
+        models, optimizers = pix2pix.build(c)
+        up = pix2pix.Updater(c, models, optimizers, device)
         return [up.update(b) for b in batches]
     cpu, gpu = train(-1), train(0)
     for it, (g, w) in enumerate(zip(gpu, cpu)):

@@ -59,7 +59,7 @@ def test_generator_step_computes_no_discriminator_gradients():
     assert all(p.grad is not None for p in G.params())
     assert all(p.grad is None for p in D.params())
     before = [p.array.copy() for p in D.params()]
-    up = pix2pix.Pix2PixUpdater(c, models, optimizers)
+    up = pix2pix.Updater(c, models, optimizers)
     scalars = up.update((x, y))
     assert set(scalars) == {"loss/gen", "loss/gen_l1", "loss/gen_adv", "loss/dis"}
     assert all(numpy.isfinite(v) for v in scalars.values())
@@ -89,7 +89,7 @@ def test_learns_synthetic_facades():
     yv = numpy.stack([val.get_example(i)[1] for i in range(len(val))])
     c = small()
     models, optimizers = pix2pix.build(c)
-    updater = pix2pix.Pix2PixUpdater(c, models, optimizers)
+    updater = pix2pix.Updater(c, models, optimizers)
     l1 = lambda: float(numpy.abs(pix2pix.translate(models["gen"], xv) - yv).mean())
     before = l1()
     with BatchIterator(train, 1, seed=0, n_workers=0) as it:

@@ -22,7 +22,7 @@ class Regression(Updater):
     def __init__(self, blow_up_at=None, interrupt_at=None):
         numpy.random.seed(0)
         model = L.Linear(2, 2)
-        super().__init__({"model": model}, {"model": Adam(0.01).setup(model)})
+        super().__init__(None, {"model": model}, {"model": Adam(0.01).setup(model)})
         self.blow_up_at, self.interrupt_at, self.count = blow_up_at, interrupt_at, 0
 
     def update(self, batch):

@@ -190,11 +190,16 @@ def test_generate_on_toy_and_refusing_other_snapshots():
     code, out = run("generate", "--snapshot", "run/snapshot_iter_0000002.h5", "--interpolate",
                     "--out", "paths.png")
     assert code == 0 and Image.open("paths.png").size == (320, 320)
+    pix2pix = ["--size", "32", "--n-down", "3", "--ngf", "4", "--ndf", "4", *QUIET]
+    assert run("pix2pix", *pix2pix, "--iterations", 1, "--out", "p2p")[0] == 0
+    code, out = run("generate", "--snapshot", "p2p/snapshot_iter_0000001.h5", "--out", "x.png")
+    assert code == 1 and "is a pix2pix snapshot, which is conditional" in error_line(out)
+    assert not os.path.exists("x.png")
     with h5py.File("run/snapshot_iter_0000002.h5", "r+") as f:
         del f["meta/gan"]
-        f["meta/gan"] = "pix2pix"
+        f["meta/gan"] = "stylegan"
     code, out = run("generate", "--snapshot", "run/snapshot_iter_0000002.h5", "--out", "x.png")
-    assert code == 1 and "is a pix2pix snapshot; generate works with gan" in error_line(out)
+    assert code == 1 and "is a stylegan snapshot; minigan knows gan, dcgan" in error_line(out)
 
 
 # -- resume ------------------------------------------------------------------------------------

@@ -5,13 +5,14 @@ import os
 import sys
 
 import click
-import h5py
 import numpy
 
 from .. import backend
 from ..datasets import BatchIterator, DatasetError
+from ..gans import config_of, snapshot_meta
+from ..gans.base import ConfigError
 from ..serializers import SerializationError
-from ..training import Trainer, TrainingError, find_resume, fresh_run_folder
+from ..training import Trainer, TrainingError, find_resume, fresh_run_folder, read_meta
 
 # options that describe the run itself; on --resume they come from the snapshot
 RUN_FIXED = ("gpu", "iterations", "epochs", "resume", "workers", "out")
@@ -56,39 +57,27 @@ def training_options(default_out, iterations=None, batch_size=1, snapshot_interv
     return decorate
 
 
+# the errors a user can fix: each becomes one line and exit status 1
+USER_ERRORS = (DatasetError, TrainingError, SerializationError, ConfigError, backend.DeviceError)
+
+
+def one_line(error):
+    """An error's message on one line, its reason kept (a multi-line message is joined)."""
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
 def user_errors(f):
     """Turn the errors a user can fix into one line and exit status 1 (Ctrl-C into 130)."""
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
         try:
             return f(*args, **kwargs)
-        except (DatasetError, TrainingError, SerializationError) as e:
-            raise click.ClickException(str(e).splitlines()[0]) from None
-        except RuntimeError as e:       # no CuPy / no device: backend.get_cupy says how
-            if str(e).startswith("--gpu"):
-                raise click.ClickException(str(e)) from None
-            raise
+        except USER_ERRORS as e:
+            raise click.ClickException(one_line(e)) from None
         except KeyboardInterrupt:
             click.echo("\naborted", err=True)
             sys.exit(130)
     return wrapper
-
-
-def check_device(gpu):
-    """Fail early, in one line, when --gpu asks for a device this machine lacks."""
-    if gpu >= 0:
-        backend.get_cupy(gpu)
-
-
-def read_meta(path):
-    """The meta group of a snapshot (gan name, options) as strings, or a TrainingError."""
-    try:
-        with h5py.File(path, "r") as f:
-            meta = f.get("meta")
-            return {} if meta is None else {k: meta[k].asstr()[()] for k in meta}
-    except OSError as e:
-        raise TrainingError(f"{path} is not a readable snapshot (truncated or corrupt?): {e}") \
-            from None
 
 
 def resolve_run(ctx, gan, opts):
@@ -124,7 +113,7 @@ def make_iterator(dataset, opts):
     """The background batch iterator for the training set."""
     workers = opts["workers"]
     if workers is None:
-        workers = 2 if opts["gpu"] >= 0 else 1
+        workers = 2 if opts["gpu"] >= 0 else 1     # a GPU needs its batches sooner
     return BatchIterator(dataset, opts["batch_size"], shuffle=True, seed=opts["seed"],
                          n_workers=workers)
 
@@ -135,12 +124,20 @@ def check_stop(ctx, opts):
         raise click.UsageError("give --iterations or --epochs, not both")
 
 
+def snapshot_config(path, module):
+    """The Config a snapshot was trained with (its networks are what it holds)."""
+    name, config = config_of(path)
+    if not isinstance(config, module.Config):
+        raise TrainingError(f"{path} is a {name} snapshot")
+    return config
+
+
 def train(gan, opts, updater, iterator, sample, out, resume_path):
     """Run the Trainer for --iterations or --epochs; exit 130 after a Ctrl-C snapshot."""
     iterations = opts["iterations"]
     if opts["epochs"] is not None:
         iterations = opts["epochs"] * iterator.batches_per_epoch
-    meta = {"gan": gan, "options": json.dumps(opts)}
+    meta = snapshot_meta(gan, updater.config, opts)
     trainer = Trainer(updater, iterator, out, iterations,
                       log_interval=opts["log_interval"], snapshot_interval=opts["snapshot_interval"],
                       sample_interval=opts["sample_interval"], sample=sample, meta=meta,

@@ -1,16 +1,15 @@
 """`python cli.py generate`: samples or latent interpolations from a zoo GAN's snapshot."""
-import json
 import os
 
 import click
 import numpy
 
 from .. import backend
-from ..serializers import load_hdf5
+from ..gans import load
 from ..training import TrainingError
 from ..visualize import save_image
-from .common import check_device, read_meta, user_errors
-from .zoo import ZOO, picture, scatter_image
+from .common import user_errors
+from .zoo import picture, scatter_image
 
 
 def slerp(z0, z1, t):
@@ -39,23 +38,13 @@ def interpolation_z(module, config, rows, steps, how, rng):
     return numpy.stack(z).astype(numpy.float32)
 
 
-def load_generator(snapshot, gpu):
-    """(GAN file, Config, generator) rebuilt from a snapshot's meta options and weights."""
-    meta = read_meta(snapshot)
-    name = meta.get("gan")
-    if name not in ZOO:
-        raise TrainingError(f"{snapshot} is a {name or 'unknown'} snapshot; generate works with "
-                            f"{', '.join(ZOO)} snapshots")
-    opts = json.loads(meta.get("options", "{}"))
-    if "shape" not in opts:
-        raise TrainingError(f"{snapshot} does not record its data's shape (written by another "
-                            "version?); cannot rebuild its generator")
-    entry = ZOO[name]
-    config = entry.config(opts, opts["shape"])
-    G = entry.module.Generator(config)
-    load_hdf5(snapshot, G, prefix="/models/gen")
-    G.to_device(gpu)
-    return entry.module, config, G
+def load_generator(snapshot, device):
+    """(GAN file, Config, generator) of an unconditional GAN's snapshot, on the device."""
+    trained = load(snapshot, device)
+    if not hasattr(trained.module, "sample_z"):
+        raise TrainingError(f"{snapshot} is a {trained.name} snapshot, which is conditional: "
+                            "generate draws from unconditional GANs (pix2pix: use translate)")
+    return trained.module, trained.config, trained.models["gen"]
 
 
 @click.command("generate")
@@ -77,15 +66,16 @@ def generate_command(snapshot, out, n, interpolate, steps, seed, gpu):
     """Draw samples, or latent interpolations, from a trained unconditional GAN."""
     if os.path.exists(out):
         raise click.ClickException(f"{out} exists; choose another --out (nothing is overwritten)")
-    check_device(gpu)
-    module, config, G = load_generator(snapshot, gpu)
+    device = backend.Device(gpu)
+    module, config, G = load_generator(snapshot, device)
     rng = numpy.random.RandomState(seed)
     if interpolate:
         rows = max(1, n // steps)
         z = interpolation_z(module, config, rows, steps, interpolate, rng)
     else:
         z = module.sample_z(config, n, rng)
-    x = backend.to_cpu(module.generate(G, z if gpu < 0 else backend.to_gpu(z, gpu)))
+    with device:
+        x = backend.to_cpu(module.generate(G, device.send(z)))
     if interpolate and x.ndim == 2:     # toy data: each row as a path through the plane
         image = scatter_image(x.reshape(rows, steps, -1), lines=True)
     else:

@@ -1,5 +1,4 @@
 """`python cli.py pix2pix` (train) and `python cli.py translate` (apply a snapshot to images)."""
-import json
 import os
 
 import click
@@ -7,12 +6,12 @@ import numpy
 
 from .. import backend
 from ..datasets import DatasetError, SyntheticFacadeDataset, label_image, open_facade
-from ..gans import pix2pix
-from ..serializers import load_hdf5
+from ..gans import load, pix2pix
+from ..gans.base import ConfigError
 from ..training import TrainingError
 from ..visualize import save_image, tile, to_uint8
-from .common import (check_device, check_stop, make_iterator, read_meta, resolve_run,
-                     seed_everything, train, training_options, user_errors)
+from .common import (check_stop, make_iterator, resolve_run, seed_everything, snapshot_config,
+                     train, training_options, user_errors)
 
 GET_FACADES = "python cli.py download facade"
 
@@ -32,23 +31,20 @@ def facade_data(opts, data_dir_given):
             SyntheticFacadeDataset(split="val", seed=opts["seed"], **kw), note)
 
 
-def config_from(opts, train_set):
-    return pix2pix.Config(in_channels=train_set.in_channels, out_channels=train_set.out_channels,
-                          n_down=opts["n_down"], discriminator=opts["discriminator"],
-                          output=opts["output"], ngf=opts["ngf"], ndf=opts["ndf"])
+# Config fields the command line sets (the channels come from the data)
+FLAGS = ("n_down", "ngf", "ndf", "discriminator", "output")
 
 
-def sampler(val_set, device, n=4):
+def sampler(val_set, n=4):
     """input | output | target rows for the first n validation examples (fixed across the run)."""
     pairs = [val_set.get_example(i) for i in range(min(n, len(val_set)))]
     x = numpy.stack([p[0] for p in pairs])
-    y = numpy.stack([p[1] for p in pairs])
+    x_real = numpy.stack([p[1] for p in pairs])
 
     def sample(updater):
-        xd = x if device < 0 else backend.to_gpu(x, device)
-        y_fake = backend.to_cpu(pix2pix.translate(updater.models["gen"], xd))
-        rows = [_picture(x[i]) for i in range(len(x))]
-        cells = [[r, o, t] for r, o, t in zip(rows, _pictures(y_fake), _pictures(y))]
+        G = updater.models["gen"]
+        x_fake = backend.to_cpu(pix2pix.translate(G, updater.to_device(x)))
+        cells = [[_picture(a), _picture(b), _picture(c)] for a, b, c in zip(x, x_fake, x_real)]
         return tile(numpy.stack([c for row in cells for c in row]), ncol=3)
     return sample
 
@@ -56,10 +52,6 @@ def sampler(val_set, device, n=4):
 def _picture(x):
     """A network input or output as an (H, W, 3) uint8 picture (label maps in their colours)."""
     return to_uint8(label_image(x) if x.shape[0] not in (1, 3) else x)
-
-
-def _pictures(batch):
-    return [_picture(b) for b in batch]
 
 
 @click.command("pix2pix")
@@ -88,19 +80,27 @@ def _pictures(batch):
 def pix2pix_command(ctx, **opts):
     """Train pix2pix (U-Net + PatchGAN) on facades: label map -> photo."""
     check_stop(ctx, opts)
-    check_device(opts["gpu"])
+    device = backend.Device(opts["gpu"])
     out, resume_path, opts = resolve_run(ctx, "pix2pix", opts)
-    if opts["size"] % 2 ** opts["n_down"]:
-        raise click.UsageError(f"--size {opts['size']} is not divisible by 2^{opts['n_down']}")
+    size = opts["size"]
+    try:        # before any data is read: a size the U-Net cannot take is a usage error
+        pix2pix.Config.for_data(((3, size, size), (3, size, size)),
+                                **{k: opts[k] for k in FLAGS})
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
     data_dir_given = ctx.get_parameter_source("data_dir").name == "COMMANDLINE"
     train_set, val_set, note = facade_data(opts, data_dir_given)
     click.echo(note, err=True)
     seed_everything(opts["seed"])
-    config = config_from(opts, train_set)
-    models, optimizers = pix2pix.build(config, opts["gpu"])
-    updater = pix2pix.Pix2PixUpdater(config, models, optimizers, opts["gpu"])
-    train("pix2pix", opts, updater, make_iterator(train_set, opts),
-          sampler(val_set, opts["gpu"]), out, resume_path)
+    if resume_path:
+        config = snapshot_config(resume_path, pix2pix)
+    else:
+        x, x_real = train_set.get_example(0)
+        config = pix2pix.Config.for_data((x.shape, x_real.shape), **{k: opts[k] for k in FLAGS})
+    models, optimizers = pix2pix.build(config)
+    updater = pix2pix.Updater(config, models, optimizers, device)
+    train("pix2pix", opts, updater, make_iterator(train_set, opts), sampler(val_set), out,
+          resume_path)
 
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
@@ -120,39 +120,31 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 @user_errors
 def translate_command(snapshot, input_dir, out, gpu, deterministic):
     """Apply a trained pix2pix generator to every image in a folder."""
-    check_device(gpu)
-    meta = read_meta(snapshot)
-    if meta.get("gan") != "pix2pix":
-        raise TrainingError(f"{snapshot} is not a pix2pix snapshot")
-    opts = json.loads(meta["options"])
-    in_channels = _in_channels(opts)
-    config = pix2pix.Config(in_channels=in_channels, out_channels=3, n_down=opts["n_down"],
-                            discriminator=opts["discriminator"], output=opts["output"],
-                            ngf=opts["ngf"], ndf=opts["ndf"])
-    G = pix2pix.Generator(config)
-    load_hdf5(snapshot, G, prefix="/models/gen")
-    G.to_device(gpu)
+    device = backend.Device(gpu)
+    trained = load(snapshot, device)
+    if trained.name != "pix2pix":
+        raise TrainingError(f"{snapshot} is a {trained.name} snapshot, not pix2pix")
+    G, c, opts = trained.models["gen"], trained.config, trained.options
     files = sorted(f for f in os.listdir(input_dir) if f.lower().endswith(IMAGE_EXTENSIONS))
     if not files:
         raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {input_dir}")
     os.makedirs(out, exist_ok=True)
-    for name in files:
-        target = os.path.join(out, os.path.splitext(name)[0] + ".png")
-        if os.path.exists(target):
-            raise DatasetError(f"{target} exists; choose another --out (nothing is overwritten)")
-        x = _load_input(os.path.join(input_dir, name), opts, in_channels)
-        xd = x[None] if gpu < 0 else backend.to_gpu(x[None], gpu)
-        y = backend.to_cpu(pix2pix.translate(G, xd, paper_mode=not deterministic))[0]
-        save_image(to_uint8(y), target)
+    with device:
+        for name in files:
+            target = os.path.join(out, os.path.splitext(name)[0] + ".png")
+            if os.path.exists(target):
+                raise DatasetError(f"{target} exists; choose another --out (nothing is "
+                                   "overwritten)")
+            x = _load_input(os.path.join(input_dir, name), opts.get("direction", "BtoA"),
+                            opts.get("size", 256), c.in_channels)
+            x_fake = pix2pix.translate(G, device.send(x[None]), paper_mode=not deterministic)
+            save_image(_picture(backend.to_cpu(x_fake)[0]), target)
     click.echo(f"translated {len(files)} images into {out}", err=True)
 
 
-def _in_channels(opts):
-    labels = opts.get("labels") or ("onehot" if opts["direction"] == "BtoA" else "color")
-    return 12 if opts["direction"] == "BtoA" and labels == "onehot" else 3
-
-
-def _load_input(path, opts, in_channels):
+def _load_input(path, direction, size, in_channels):
+    """An input image as the network takes it: 12 one-hot channels from a colour label map, or
+    3 colour channels; of a pix2pix A|B image, the half that --direction reads."""
     from PIL import Image
     from ..datasets.facade import colors_to_classes, onehot, to_chw
     try:
@@ -161,8 +153,7 @@ def _load_input(path, opts, in_channels):
         raise DatasetError(f"cannot read image {path}: {e}") from None
     w, h = im.size
     if w == 2 * h:      # a pix2pix A|B image: photo left, label map right
-        im = im.crop((w // 2, 0, w, h)) if opts["direction"] == "BtoA" else im.crop((0, 0, w // 2, h))
-    size = opts["size"]
+        im = im.crop((w // 2, 0, w, h)) if direction == "BtoA" else im.crop((0, 0, w // 2, h))
     resample = Image.NEAREST if in_channels == 12 else Image.BICUBIC
     rgb = numpy.asarray(im.resize((size, size), resample))
     return onehot(colors_to_classes(rgb)) if in_channels == 12 else to_chw(rgb)

@@ -1,12 +1,12 @@
 """`python cli.py gan|dcgan|wgan-gp|began`: train the unconditional GANs on MNIST, a folder of
 images, or the 2-D toy ring.
 
-Every GAN goes through one registry entry (ZOO): how its Config follows from the options and the
-data's shape, which data it accepts, and how many examples one iteration takes. The same entry
-lets `generate` rebuild a generator from a snapshot alone: the options and the data's shape are
-saved in the snapshot's meta group.
+Each command is built from its chapter in the registry (minigan.gans.REGISTRY): the chapter's
+FLAGS become options that set Config fields, DATASETS the accepted --dataset values, TRAINING
+the run's defaults, and Config.for_data(shape, **flags) the networks. This module only parses.
 """
 import dataclasses
+import math
 
 import click
 import numpy
@@ -15,9 +15,9 @@ from .. import backend
 from ..datasets import DatasetError, ImageFolderDataset, MnistDataset, RingDataset, find_mnist
 from ..datasets.mnist import GET_IT
 from ..datasets.toy import ring_centers
-from ..gans import began, dcgan, gan, wgan_gp
+from ..gans import REGISTRY
 from ..visualize import tile, to_uint8
-from .common import (check_device, check_stop, make_iterator, resolve_run, seed_everything,
+from .common import (check_stop, make_iterator, resolve_run, seed_everything, snapshot_config,
                      train, training_options, user_errors)
 
 
@@ -67,73 +67,48 @@ def data_options(choices, default):
     return decorate
 
 
-# -- the registry ------------------------------------------------------------------------------
+# -- flags from the chapters -------------------------------------------------------------------
 
-def _pick(value, default):
-    return default if value is None else value
+class Finite(click.ParamType):
+    """A finite float >= low (> low when strict): --lr nan, inf or -1 are refused."""
+    name = "float"
 
+    def __init__(self, low=0.0, strict=False):
+        self.low, self.strict = low, strict
 
-def _lr(opts, c):
-    return dataclasses.replace(c, alpha=opts["lr"]) if opts.get("lr") is not None else c
-
-
-def gan_config(opts, shape):
-    if len(shape) == 1:             # toy data: the small MLPs with the data's dimensions
-        c = gan.toy_config(x_dim=shape[0], n_z=_pick(opts["n_z"], 2),
-                           n_hidden=_pick(opts["n_hidden"], 128))     # 2-D noise, as toy_config
-    else:
-        c = gan.Config(x_shape=tuple(shape), n_z=_pick(opts["n_z"], 20),
-                       n_hidden=_pick(opts["n_hidden"], 100))
-    return _lr(opts, c)
-
-
-def dcgan_config(opts, shape):
-    ch, h, w = _image(shape, "dcgan")
-    arch = "mnist" if (h, w) == (28, 28) else "radford"
-    return _lr(opts, dcgan.Config(arch=arch, size=h, channels=ch, ngf=opts["ngf"],
-                                  ndf=opts["ndf"]))
+    def convert(self, value, param, ctx):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(v) or v < self.low or (self.strict and v == self.low):
+            self.fail(f"{value} must be a finite number {'>' if self.strict else '>='} "
+                      f"{self.low:g}", param, ctx)
+        return v
 
 
-def wgan_gp_config(opts, shape):
-    if len(shape) == 1:
-        arch = "mlp"
-    else:
-        arch = "mnist" if tuple(shape[1:]) == (28, 28) else "radford"
-    c = wgan_gp.Config(arch=arch, x_shape=tuple(shape), n_z=_pick(opts["n_z"], 128),
-                       n_critic=opts["n_critic"], lam=opts["lam"], ngf=opts["ngf"],
-                       ndf=opts["ndf"])
-    if arch == "mlp":               # the toy's small MLPs take 2-D noise
-        c = dataclasses.replace(c, n_z=_pick(opts["n_z"], 2))
-    return _lr(opts, c)
+def flag_option(module, field):
+    """--field-name for a Config field listed in the chapter's FLAGS; its default is the
+    Config's (None on the command line: the chapter decides, from the data too)."""
+    f = next(f for f in dataclasses.fields(module.Config) if f.name == field)
+    kind = click.IntRange(1) if isinstance(f.default, int) else Finite()
+    text = module.FLAGS[field]
+    if "[default" not in text:
+        text += f" [default: {f.default}]"
+    return click.option("--" + field.replace("_", "-"), field, type=kind, default=None,
+                        help=text)
 
 
-def began_config(opts, shape):
-    ch, h, _ = _image(shape, "began")
-    return _lr(opts, began.Config(size=h, channels=ch, n=opts["n"], gamma=opts["gamma"]))
+LR = click.option("--lr", type=Finite(strict=True), default=None,
+                  help="Adam's learning rate [default: the paper's, see the GAN's file].")
 
 
-def _image(shape, name):
-    if len(shape) != 3 or shape[1] != shape[2]:
-        raise click.UsageError(f"{name} needs square images, not data of shape {tuple(shape)}")
-    return shape
-
-
-@dataclasses.dataclass
-class Entry:
-    module: object              # the GAN file: Config, Generator, build, sample_z, generate
-    updater: type
-    config: object              # (opts, data shape) -> Config
-    datasets: tuple             # accepted --dataset values, the first the default
-    batch_factor: object = lambda c: 1      # minibatches per iteration (WGAN-GP: n_critic)
-
-
-ZOO = {
-    "gan": Entry(gan, gan.GANUpdater, gan_config, ("mnist", "folder", "toy")),
-    "dcgan": Entry(dcgan, dcgan.DCGANUpdater, dcgan_config, ("mnist", "folder")),
-    "wgan-gp": Entry(wgan_gp, wgan_gp.WGANGPUpdater, wgan_gp_config, ("mnist", "folder", "toy"),
-                     batch_factor=lambda c: c.n_critic),
-    "began": Entry(began, began.BEGANUpdater, began_config, ("folder", "mnist")),
-}
+def overrides(module, opts):
+    """The Config fields the command line sets (flags left out keep the chapter's defaults)."""
+    fields = {k: opts[k] for k in module.FLAGS if opts.get(k) is not None}
+    if opts.get("lr") is not None:
+        fields["alpha"] = opts["lr"]
+    return fields
 
 
 # -- pictures ----------------------------------------------------------------------------------
@@ -169,13 +144,12 @@ def picture(samples, ncol=None):
     return tile(to_uint8(samples), ncol=ncol)
 
 
-def sampler(entry, config, device, seed, n):
+def sampler(module, config, seed, n):
     """samples/iter_N.png of G(z) for a FIXED z, drawn once from its own generator."""
-    z = entry.module.sample_z(config, n, numpy.random.RandomState(seed))
+    z = module.sample_z(config, n, numpy.random.RandomState(seed))
 
     def sample(updater):
-        zd = z if device < 0 else backend.to_gpu(z, device)
-        return picture(entry.module.generate(updater.models["gen"], zd))
+        return picture(module.generate(updater.models["gen"], updater.to_device(z)))
     return sample
 
 
@@ -183,76 +157,44 @@ def sampler(entry, config, device, seed, n):
 
 def run(ctx, name, opts):
     """Everything a zoo command does: options, data, networks, trainer."""
-    entry = ZOO[name]
+    module = REGISTRY[name]
     opts["channels"] = int(opts["channels"])
     check_stop(ctx, opts)
-    check_device(opts["gpu"])
+    device = backend.Device(opts["gpu"])
     out, resume_path, opts = resolve_run(ctx, name, opts)
     dataset, note = load_data(opts)
     click.echo(note, err=True)
-    opts["shape"] = list(dataset.shape)         # saved in the snapshot: generate needs it
+    opts["shape"] = list(dataset.shape)
     seed_everything(opts["seed"])
     try:
-        config = entry.config(opts, dataset.shape)
-        models, optimizers = entry.module.build(config, opts["gpu"])
+        config = snapshot_config(resume_path, module) if resume_path else \
+            module.Config.for_data(dataset.shape, **overrides(module, opts))
+        models, optimizers = module.build(config)
     except ValueError as e:                     # e.g. an image size the networks cannot take
         raise click.UsageError(str(e)) from None
-    updater = entry.updater(config, models, optimizers, opts["gpu"])
-    per_iteration = {**opts, "batch_size": opts["batch_size"] * entry.batch_factor(config)}
+    updater = module.Updater(config, models, optimizers, device)
+    per_iteration = {**opts, "batch_size": opts["batch_size"] * config.minibatches()}
     n_samples = 1000 if len(dataset.shape) == 1 else 64
     train(name, opts, updater, make_iterator(dataset, per_iteration),
-          sampler(entry, config, opts["gpu"], opts["seed"], n_samples), out, resume_path)
+          sampler(module, config, opts["seed"], n_samples), out, resume_path)
 
 
-def zoo_command(name, summary, options, iterations, batch_size):
-    """The click command `name`: data options, the GAN's own options, the shared ones."""
-    entry = ZOO[name]
+def zoo_command(name):
+    """The click command `name` from its chapter: data options, its FLAGS, the shared ones."""
+    module = REGISTRY[name]
 
     def command(ctx, **opts):
         run(ctx, name, opts)
-    command.__doc__ = summary
+    summary = module.__doc__.splitlines()[0]
+    command.__doc__ = "Train " + (summary[0].lower() + summary[1:] if summary.startswith("The ")
+                                  else summary)
     command = user_errors(command)
     command = click.pass_context(command)
-    command = training_options(f"result/{name}", iterations=iterations,
-                               batch_size=batch_size)(command)
-    for option in reversed(options + [LR]):
+    command = training_options(f"result/{name}", **module.TRAINING)(command)
+    for option in reversed([flag_option(module, field) for field in module.FLAGS] + [LR]):
         command = option(command)
-    command = data_options(entry.datasets, entry.datasets[0])(command)
-    # short_help: click would cut the summary at the first full stop, in "et al."
-    return click.command(name, short_help=summary.split(": ")[0])(command)
+    command = data_options(module.DATASETS, module.DATASETS[0])(command)
+    return click.command(name, short_help=command.__doc__)(command)
 
 
-LR = click.option("--lr", type=float, default=None,
-                  help="Adam's learning rate [default: the paper's, see the GAN's file].")
-NGF = click.option("--ngf", type=click.IntRange(1), default=64, show_default=True,
-                   help="Generator width (64 x 64 DCGAN layout).")
-NDF = click.option("--ndf", type=click.IntRange(1), default=64, show_default=True,
-                   help="Discriminator width (64 x 64 DCGAN layout).")
-N_Z = click.option("--n-z", type=click.IntRange(1), default=None,
-                   help="Noise dimensions [default: the paper's; 2 on the toy data].")
-
-gan_command = zoo_command(
-    "gan", "Train the vanilla GAN (Goodfellow et al. 2014): MLPs on MNIST, images or the 2-D ring.",
-    [N_Z, click.option("--n-hidden", type=click.IntRange(1), default=None,
-                       help="Hidden units [default: 100; 128 on the toy data].")],
-    iterations=50_000, batch_size=64)
-dcgan_command = zoo_command(
-    "dcgan", "Train DCGAN (Radford et al. 2015): MNIST or a folder of 64 x 64 images.",
-    [NGF, NDF], iterations=20_000, batch_size=64)
-wgan_gp_command = zoo_command(
-    "wgan-gp", "Train WGAN-GP (Gulrajani et al. 2017): a critic with a gradient penalty.",
-    [N_Z, NGF, NDF,
-     click.option("--n-critic", type=click.IntRange(1), default=5, show_default=True,
-                  help="Critic steps per generator step (each on its own minibatch)."),
-     click.option("--lam", type=click.FloatRange(0), default=10.0, show_default=True,
-                  help="lambda, the gradient penalty's weight.")],
-    iterations=20_000, batch_size=64)
-began_command = zoo_command(
-    "began", "Train BEGAN (Berthelot et al. 2017): an autoencoder discriminator, k_t control.",
-    [click.option("--n", type=click.IntRange(1), default=64, show_default=True,
-                  help="Filters per convolution (the encoder grows n, 2n, 3n, ...)."),
-     click.option("--gamma", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-                  help="Diversity ratio E[L(G(z))] / E[L(x)].")],
-    iterations=100_000, batch_size=16)
-
-COMMANDS = (gan_command, dcgan_command, wgan_gp_command, began_command)
+COMMANDS = tuple(zoo_command(name) for name in ("gan", "dcgan", "wgan-gp", "began"))

@@ -40,13 +40,14 @@ import numpy
 
 from .. import functions as F
 from .. import links as L
-from ..core import no_backprop_mode, using_config
+from .. import training
 from ..optimizers import Adam
-from ..training import Updater
+from . import base
+from .base import generate  # noqa: F401 (this GAN's sampling)
 
 
 @dataclasses.dataclass
-class Config:
+class Config(base.Config):
     size: int = 64
     channels: int = 3
     n: int = 64                 # filters per conv; the encoder's widths are n, 2n, 3n, ...
@@ -59,6 +60,25 @@ class Config:
     alpha_step: int = 100_000   # halve the learning rate every this many iterations
     beta1: float = 0.5
 
+    def __post_init__(self):
+        if not 0 <= self.gamma <= 1:
+            raise base.ConfigError(f"BEGAN: gamma must lie in [0, 1], got {self.gamma}")
+
+    @classmethod
+    def for_data(cls, shape, **overrides):
+        """The paper's networks at the images' size and channels."""
+        if len(shape) != 3 or shape[1] != shape[2]:
+            raise base.ConfigError(f"began needs square images, not data of shape "
+                                   f"{tuple(shape)}")
+        scales(shape[1])            # a size the networks cannot take fails here, in one line
+        return cls.create(**{"size": shape[1], "channels": shape[0], **overrides})
+
+
+FLAGS = {"n": "Filters per convolution (the encoder grows n, 2n, 3n, ...).",
+         "gamma": "Diversity ratio E[L(G(z))] / E[L(x)]."}
+DATASETS = ("folder", "mnist")
+TRAINING = {"iterations": 100_000, "batch_size": 16}
+
 
 def scales(size):
     """(b, number of scales): size = b * 2^(scales - 1), b in 4..8 as large as it can be."""
@@ -66,7 +86,7 @@ def scales(size):
     while b > 8 and b % 2 == 0:
         b, k = b // 2, k + 1
     if not 4 <= b <= 8 or k == 0:
-        raise ValueError(f"BEGAN: image size {size} must be b * 2^k with 4 <= b <= 8 and k >= 1 "
+        raise base.ConfigError(f"BEGAN: image size {size} must be b * 2^k with 4 <= b <= 8 and k >= 1 "
                          "(e.g. 28, 32, 64, 128)")
     return b, k + 1
 
@@ -183,21 +203,16 @@ def learning_rate(c, iteration):
 
 # -- one iteration -----------------------------------------------------------------------------
 
-def build(c, device=-1):
-    """Generator, discriminator and their optimizers for a Config, on the device."""
-    G, D = Generator(c), Discriminator(c)
-    G.to_device(device)
-    D.to_device(device)
-    return {"gen": G, "dis": D}, {"gen": Adam(c.alpha, c.beta1).setup(G),
-                                  "dis": Adam(c.alpha, c.beta1).setup(D)}
+def build(c):
+    """Generator, discriminator and their optimizers for a Config."""
+    return base.build(Generator(c), Discriminator(c), lambda net: Adam(c.alpha, c.beta1).setup(net))
 
 
-class BEGANUpdater(Updater):
+class Updater(training.Updater):
     """One forward pass; G's step and D's step from it; then the k_t controller."""
 
     def __init__(self, config, models, optimizers, device=-1):
-        super().__init__(models, optimizers, device)
-        self.config = config
+        super().__init__(config, models, optimizers, device)
         self.k = 0.0                                            # k_0
 
     def update(self, batch):
@@ -230,8 +245,3 @@ class BEGANUpdater(Updater):
     def load_state_dict(self, state):
         self.k = float(state["k"])
 
-
-def generate(G, z):
-    """G(z) as an array, without a graph."""
-    with no_backprop_mode(), using_config("train", False):
-        return G(z).array

@@ -20,6 +20,9 @@ non-saturating form (maximize log D(x, G(x))):
     L_D = mean softplus(-D(x, y)) + mean softplus(D(x, G(x)))
     L_G = lambda1 mean |G(x) - y| + lambda2 mean softplus(-D(x, G(x)))
 
+In the code, as in every chapter, images are x_* and D's outputs y_*: the input is x, the
+paper's target y is x_real and G(x) is x_fake; y_real = D(x, x_real), y_fake = D(x, x_fake).
+
 Defaults and their sources:
     lambda1 = 100, lambda2 = 1        paper section 4 (lambda = 100), chainer-pix2pix updater
     Adam(alpha=2e-4, beta1=0.5)       paper section 3.3 and chainer-pix2pix
@@ -42,14 +45,15 @@ import numpy
 
 from .. import functions as F
 from .. import links as L
+from .. import training
 from ..core import as_array, no_backprop_mode, using_config
 from ..initializers import Normal
 from ..optimizers import Adam, WeightDecay
-from ..training import Updater
+from . import base
 
 
 @dataclasses.dataclass
-class Config:
+class Config(base.Config):
     in_channels: int = 12       # CMP one-hot label map (3 for a colour label map or a photo)
     out_channels: int = 3
     n_down: int = 7             # U-Net depth: 256 / 2^7 = a 2 x 2 bottleneck
@@ -62,6 +66,19 @@ class Config:
     alpha: float = 2e-4
     beta1: float = 0.5
     weight_decay: float = 1e-5
+
+    @classmethod
+    def for_data(cls, shape, **overrides):
+        """The networks for examples of shape ((C_in, H, W), (C_out, H, W)): input and target."""
+        (c_in, h, w), (c_out, _, _) = shape
+        c = cls.create(**{"in_channels": c_in, "out_channels": c_out, **overrides})
+        if h % 2 ** c.n_down or w % 2 ** c.n_down:
+            fits = max(k for k in range(1, c.n_down + 1) if h % 2 ** k == 0 and w % 2 ** k == 0) \
+                if h % 2 == 0 and w % 2 == 0 else None
+            hint = f"; try --n-down {fits}" if fits else ""
+            raise base.ConfigError(f"pix2pix: image size {h} x {w} is not divisible by "
+                                   f"2^{c.n_down} (--n-down {c.n_down}){hint}")
+        return c
 
 
 def lrelu(h):
@@ -137,8 +154,8 @@ class Discriminator(L.Chain):
                                  L.CBR(8 * d, 16 * d, "down", activation=lrelu))
         self.c_out = L.Convolution2D(16 * d, 1, 3, 1, 1, initialW=Normal(0.02))
 
-    def forward(self, x, y):
-        h = F.concat([self.c0_0(x), self.c0_1(y)])          # (N, 2 ndf, H/2, W/2)
+    def forward(self, x, image):
+        h = F.concat([self.c0_0(x), self.c0_1(image)])          # (N, 2 ndf, H/2, W/2)
         return self.c_out(self.body(h))                      # (N, 1, H/16, W/16)
 
 
@@ -156,8 +173,8 @@ class PatchGAN70(L.Chain):
         self.c4, self.bn4 = conv(256, 512, 1), L.BatchNormalization(512)
         self.c_out = conv(512, 1, 1)
 
-    def forward(self, x, y):
-        h = lrelu(self.c1(F.concat([x, y])))
+    def forward(self, x, image):
+        h = lrelu(self.c1(F.concat([x, image])))
         h = lrelu(self.bn2(self.c2(h)))
         h = lrelu(self.bn3(self.c3(h)))
         h = lrelu(self.bn4(self.c4(h)))
@@ -169,47 +186,40 @@ DISCRIMINATORS = {"chainer": Discriminator, "patch70": PatchGAN70}
 
 # -- losses ------------------------------------------------------------------------------------
 
-def loss_discriminator(d_real, d_fake):
+def loss_discriminator(y_real, y_fake):
     """L_D = -E[log D(x, y)] - E[log(1 - D(x, G(x)))] on logits."""
-    return F.mean(F.softplus(-d_real)) + F.mean(F.softplus(d_fake))
+    return F.mean(F.softplus(-y_real)) + F.mean(F.softplus(y_fake))
 
 
-def loss_generator(y_fake, y, d_fake, lambda1, lambda2):
+def loss_generator(x_fake, x_real, y_fake, lambda1, lambda2):
     """L_G = lambda1 E|G(x) - y| + lambda2 (-E[log D(x, G(x))]); returns (total, L1, adversarial)."""
-    l1 = F.mean_absolute_error(y_fake, y)
-    adv = F.mean(F.softplus(-d_fake))
+    l1 = F.mean_absolute_error(x_fake, x_real)
+    adv = F.mean(F.softplus(-y_fake))
     return lambda1 * l1 + lambda2 * adv, l1, adv
 
 
 # -- one iteration -----------------------------------------------------------------------------
 
-def build(c, device=-1):
-    """Generator, discriminator and their optimizers for a Config, on the device."""
-    G, D = Generator(c), DISCRIMINATORS[c.discriminator](c)
-    G.to_device(device)
-    D.to_device(device)
-    opts = {}
-    for name, net in (("gen", G), ("dis", D)):
-        opts[name] = Adam(alpha=c.alpha, beta1=c.beta1).setup(net)
-        opts[name].add_hook(WeightDecay(c.weight_decay))
-    return {"gen": G, "dis": D}, opts
+def build(c):
+    """Generator, discriminator and their optimizers (Adam with weight decay) for a Config."""
+    def adam(net):
+        opt = Adam(alpha=c.alpha, beta1=c.beta1).setup(net)
+        opt.add_hook(WeightDecay(c.weight_decay))
+        return opt
+    return base.build(Generator(c), DISCRIMINATORS[c.discriminator](c), adam)
 
 
-class Pix2PixUpdater(Updater):
+class Updater(training.Updater):
     """G step through D, then D step, on one batch (chainer-pix2pix's order)."""
-
-    def __init__(self, config, models, optimizers, device=-1):
-        super().__init__(models, optimizers, device)
-        self.config = config
 
     def update(self, batch):
         c, G, D = self.config, self.models["gen"], self.models["dis"]
-        x, y = self.to_device(*batch)                        # (N, C_in, H, W), (N, C_out, H, W)
-        y_fake = G(x)
-        d_fake = D(x, y_fake)
-        d_real = D(x, y)
-        loss_G, l1, adv = loss_generator(y_fake, y, d_fake, c.lambda1, c.lambda2)
-        loss_D = loss_discriminator(d_real, d_fake)
+        x, x_real = self.to_device(*batch)                   # (N, C_in, H, W), (N, C_out, H, W)
+        x_fake = G(x)
+        y_fake = D(x, x_fake)                                # (N, 1, h, w) patch logits
+        y_real = D(x, x_real)
+        loss_G, l1, adv = loss_generator(x_fake, x_real, y_fake, c.lambda1, c.lambda2)
+        loss_D = loss_discriminator(y_real, y_fake)
 
         G.cleargrads()
         loss_G.backward(inputs=G.params())                   # through D, but no D gradients

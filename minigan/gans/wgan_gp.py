@@ -24,10 +24,10 @@ Defaults and their sources:
     z ~ N(0, I), 128 dimensions                                       paper's code (MNIST)
     no batch norm in the critic: it would make each sample's critic value depend on the others in
       the batch, against a per-sample gradient penalty (paper section 4). The paper suggests layer
-      normalization; this implementation uses instance normalization (the issue's choice: also
-      per-sample, and per channel).
-    networks: 'mnist' (28 x 28) and 'radford' (4 * 2^k) are DCGAN's (Radford et al. 2015) with
-      the critic's batch norms replaced by instance norms, and no sigmoid (the critic's value is
+      normalization; this implementation uses instance normalization (also per-sample, and per
+      channel, and the norm the critic of most WGAN-GP reimplementations uses).
+    networks: 'mnist' (28 x 28) and 'radford' (4 * 2^k) are DCGAN's (Radford et al. 2015,
+      minigan/links/dcgan.py) with the critic's batch norms replaced by instance norms, and no sigmoid (the critic's value is
       a score, not a probability); 'mlp' for the 2-D toy data: ReLU MLPs as in the paper's toy
       experiments (smaller here: 3 x 128 units instead of 3 x 512). The critic's last layer has
       no bias: a constant cancels in E[D(x_real)] - E[D(x_fake)] and in the penalty, so its
@@ -41,14 +41,15 @@ import numpy
 import minigan
 from .. import functions as F
 from .. import links as L
-from ..core import no_backprop_mode, using_config
-from ..initializers import Normal
+from .. import training
+from ..core import no_backprop_mode
 from ..optimizers import Adam
-from ..training import Updater
+from . import base
+from .base import generate, sample_z  # noqa: F401 (this GAN's noise and sampling)
 
 
 @dataclasses.dataclass
-class Config:
+class Config(base.Config):
     arch: str = "mnist"         # 'mnist' (28 x 28), 'radford' (4 * 2^k) or 'mlp' (any shape)
     x_shape: tuple = (1, 28, 28)
     n_z: int = 128
@@ -62,66 +63,33 @@ class Config:
     beta1: float = 0.0
     beta2: float = 0.9
 
+    @classmethod
+    def for_data(cls, shape, **overrides):
+        """'mlp' with 2-D noise for points, 'mnist' for 28 x 28 images, else 'radford'."""
+        shape = tuple(shape)
+        if len(shape) == 1:
+            fields = {"arch": "mlp", "n_z": 2}      # the toy's small MLPs take 2-D noise
+        elif len(shape) == 3 and shape[1] == shape[2]:
+            fields = {"arch": "mnist" if shape[1:] == (28, 28) else "radford"}
+        else:
+            raise base.ConfigError(f"wgan-gp needs points or square images, not data of shape "
+                                   f"{shape}")
+        return cls.create(**{**fields, "x_shape": shape, **overrides})
 
-def lrelu(h):
-    return F.leaky_relu(h, 0.2)
+    def minibatches(self):
+        return self.n_critic        # Algorithm 1: each critic step has its own minibatch
 
 
-def _deconv(a, b, k, s, p, nobias=False):
-    return L.Deconvolution2D(a, b, k, s, p, nobias=nobias, initialW=Normal(0.02))
-
-
-def _conv(a, b, k, s, p, nobias=False):
-    return L.Convolution2D(a, b, k, s, p, nobias=nobias, initialW=Normal(0.02))
+FLAGS = {"n_z": "Noise dimensions [default: 128; 2 on the toy data].",
+         "ngf": "Generator width (64 x 64 layout).",
+         "ndf": "Critic width (64 x 64 layout).",
+         "n_critic": "Critic steps per generator step (each on its own minibatch).",
+         "lam": "lambda, the gradient penalty's weight."}
+DATASETS = ("mnist", "folder", "toy")
+TRAINING = {"iterations": 20_000, "batch_size": 64}
 
 
 # -- networks ----------------------------------------------------------------------------------
-
-def mnist_generator(c):
-    """z (N, n_z, 1, 1) -> (N, C, 28, 28): DCGAN's 1 -> 4 -> 7 -> 14 -> 28 pixels."""
-    ch = c.x_shape[0]
-    return L.Sequential(_deconv(c.n_z, 128, 4, 1, 0), L.BatchNormalization(128), lrelu,
-                        _deconv(128, 64, 3, 2, 1), L.BatchNormalization(64), lrelu,
-                        _deconv(64, 32, 4, 2, 1), L.BatchNormalization(32), lrelu,
-                        _deconv(32, ch, 4, 2, 1), F.tanh)
-
-
-def mnist_critic(c):
-    """(N, C, 28, 28) -> (N, 1, 1, 1): DCGAN's D with instance norm; convs before a norm have no
-    bias (the norm subtracts any per-channel constant)."""
-    ch = c.x_shape[0]
-    return L.Sequential(_conv(ch, 32, 4, 2, 1), lrelu,                          # (N, 32, 14, 14)
-                        _conv(32, 64, 4, 2, 1, True), L.InstanceNormalization(64), lrelu,
-                        _conv(64, 128, 3, 2, 1, True), L.InstanceNormalization(128), lrelu,
-                        _conv(128, 1, 4, 1, 0, True))                           # (N, 1, 1, 1)
-
-
-def _depth(size):
-    k = (size // 4).bit_length() - 1
-    if size < 16 or 4 * 2 ** k != size:
-        raise ValueError(f"WGAN-GP (radford): image size {size} must be 4 * 2^k, at least 16")
-    return k
-
-
-def radford_generator(c):
-    """z (N, n_z, 1, 1) -> (N, C, size, size): DCGAN's G (BN + ReLU, tanh output)."""
-    k, ch = _depth(c.x_shape[1]), c.x_shape[0]
-    widths = [c.ngf * 2 ** (k - 1 - i) for i in range(k)]
-    layers = [_deconv(c.n_z, widths[0], 4, 1, 0, True), L.BatchNormalization(widths[0]), F.relu]
-    for a, b in zip(widths, widths[1:]):
-        layers += [_deconv(a, b, 4, 2, 1, True), L.BatchNormalization(b), F.relu]
-    return L.Sequential(*layers, _deconv(widths[-1], ch, 4, 2, 1), F.tanh)
-
-
-def radford_critic(c):
-    """(N, C, size, size) -> (N, 1, 1, 1): DCGAN's D with instance norm instead of batch norm."""
-    k, ch = _depth(c.x_shape[1]), c.x_shape[0]
-    widths = [c.ndf * 2 ** i for i in range(k)]
-    layers = [_conv(ch, widths[0], 4, 2, 1), lrelu]
-    for a, b in zip(widths, widths[1:]):
-        layers += [_conv(a, b, 4, 2, 1, True), L.InstanceNormalization(b), lrelu]
-    return L.Sequential(*layers, _conv(widths[-1], 1, 4, 1, 0, True))
-
 
 def _mlp(sizes, last_bias=True):
     layers = []
@@ -142,9 +110,16 @@ def mlp_critic(c):
                         _mlp([math.prod(c.x_shape)] + [c.n_hidden] * c.n_layers + [1], False))
 
 
-ARCHITECTURES = {"mnist": (mnist_generator, mnist_critic),
-                 "radford": (radford_generator, radford_critic),
-                 "mlp": (mlp_generator, mlp_critic)}
+def networks(c):
+    """(G's, the critic's) network: DCGAN's with instance norm in the critic, or the MLPs."""
+    ch = c.x_shape[0]
+    if c.arch == "mnist":
+        return L.dcgan.mnist_generator(c.n_z, ch), L.dcgan.mnist_discriminator(ch, "instance")
+    if c.arch == "radford":
+        size = c.x_shape[1]
+        return (L.dcgan.radford_generator(c.n_z, size, ch, c.ngf, gan="WGAN-GP"),
+                L.dcgan.radford_discriminator(size, ch, c.ndf, "instance", gan="WGAN-GP"))
+    return mlp_generator(c), mlp_critic(c)
 
 
 class Generator(L.Chain):
@@ -153,7 +128,7 @@ class Generator(L.Chain):
     def __init__(self, c):
         super().__init__()
         self.x_shape = tuple(c.x_shape)
-        self.net = ARCHITECTURES[c.arch][0](c)
+        self.net = networks(c)[0]
 
     def forward(self, z):
         x = self.net(F.reshape(z, z.shape + (1, 1)))
@@ -165,15 +140,10 @@ class Critic(L.Chain):
 
     def __init__(self, c):
         super().__init__()
-        self.net = ARCHITECTURES[c.arch][1](c)
+        self.net = networks(c)[1]
 
     def forward(self, x):
         return F.reshape(self.net(x), (len(x), 1))
-
-
-def sample_z(c, n, rng=numpy.random):
-    """n noise vectors z ~ N(0, I), float32 (N, n_z), from rng (numpy's global one by default)."""
-    return rng.standard_normal((n, c.n_z)).astype(numpy.float32)
 
 
 # -- losses ------------------------------------------------------------------------------------
@@ -198,21 +168,14 @@ def loss_generator(y_fake):
 
 # -- one iteration -----------------------------------------------------------------------------
 
-def build(c, device=-1):
-    """Generator, critic and their optimizers for a Config, on the device."""
-    G, D = Generator(c), Critic(c)
-    G.to_device(device)
-    D.to_device(device)
-    adam = lambda net: Adam(c.alpha, c.beta1, c.beta2).setup(net)
-    return {"gen": G, "dis": D}, {"gen": adam(G), "dis": adam(D)}
+def build(c):
+    """Generator, critic and their optimizers for a Config."""
+    return base.build(Generator(c), Critic(c),
+                      lambda net: Adam(c.alpha, c.beta1, c.beta2).setup(net))
 
 
-class WGANGPUpdater(Updater):
+class Updater(training.Updater):
     """Algorithm 1: n_critic critic steps (one minibatch each of the batch), one G step."""
-
-    def __init__(self, config, models, optimizers, device=-1):
-        super().__init__(models, optimizers, device)
-        self.config = config
 
     def update(self, batch):
         c, G, D = self.config, self.models["gen"], self.models["dis"]
@@ -243,9 +206,3 @@ class WGANGPUpdater(Updater):
         out = {f"dis/{k}": v / c.n_critic for k, v in sums.items()}
         out["loss/gen"] = float(loss_G.array)
         return out
-
-
-def generate(G, z):
-    """G(z) as an array, in test mode (BN's running statistics) and without a graph."""
-    with no_backprop_mode(), using_config("train", False):
-        return G(z).array

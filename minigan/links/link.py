@@ -139,15 +139,16 @@ class Link:
 
     def to_gpu(self, device=0):
         """Move parameters, gradients and persistent arrays to CUDA device `device`."""
-        return self._move(lambda a: backend.to_gpu(a, device), device)
+        return self.to_device(device)
 
     def to_cpu(self):
         """Move parameters, gradients and persistent arrays to the CPU."""
         return self._move(backend.to_cpu, -1)
 
     def to_device(self, device):
-        """to_gpu(device) for device >= 0, to_cpu() for -1 (the --gpu convention)."""
-        return self.to_cpu() if device is None or device < 0 else self.to_gpu(device)
+        """Move everything to `device`: a backend.Device, or an id (-1 for the CPU)."""
+        device = backend.as_device(device)
+        return self._move(device.send, device.id)
 
     def _move(self, move, device):
         for link in self.links():
