@@ -17,15 +17,14 @@ import time
 
 import numpy
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import minigan.functions as F  # noqa: E402
-from minigan.core import Variable  # noqa: E402
+import minigan.functions as F
+from minigan.core import Variable
 
 
 def pix2pix_layers():
     """(name, kind, cin, cout, k, s, p, input size) of the generator's convolutions.
 
-    As flops.py and torch_pix2pix.py in /work/shared/bench: enc.c7 maps 4x4 to 2x2, so the
+    As flops.py and torch_pix2pix.py in the shared bench folder: enc.c7 maps 4x4 to 2x2, so the
     decoder's deconvolutions take 2, 4, ..., 128 pixels; dec.c7 is the last 3x3 conv.
     """
     layers = [("enc.c0", "conv", 12, 64, 3, 1, 1, 256)]

@@ -3,18 +3,16 @@
 Both frameworks run the same step in the same process, rep by rep in turn (this VM's speed drifts
 by about 15%, so only figures taken side by side compare): G(z), D on the fake and the real
 batch, G's backward and Adam step, D's backward and Adam step (the 'shared' scheme of
-/work/shared/bench/torch_dcgan.py, which is imported by path when present; otherwise the same
+the shared bench/torch_dcgan.py (found as reference.py says), when present; otherwise the same
 networks and step are rebuilt here). The real batch is a fixed random tensor: data loading is not
 timed. The floor is the step's nominal 3.40 GFLOP (bench README) over numpy's sgemm 2048^3 rate,
 measured in the same run.
 
 Usage: python benchmarks/dcgan_speed.py [--batch 64] [--reps 15] [--warmup 3] [--threads 2]
-                                        [--no-torch] [--profile N] [--torch-ref PATH]
-                                        [--minigan-path DIR]
---minigan-path times another checkout (e.g. a patched copy) instead of this one.
+                                        [--no-torch] [--profile N] [--torch-ref DIR]
+To time another checkout (e.g. a patched copy), run it with PYTHONPATH=that/checkout.
 """
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -22,15 +20,14 @@ import time
 
 import numpy
 
-REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-REFERENCE = "/work/shared/bench/torch_dcgan.py"
-NOMINAL_GFLOP_B64 = 3.40    # /work/shared/bench/README.md, figure 4 (scales with the batch)
+import reference
+from minigan.gans import dcgan
+
+NOMINAL_GFLOP_B64 = 3.40    # the shared bench/README.md, figure 4 (scales with the batch)
 
 
-def minigan_step(batch, path=REPO, seed=0):
+def minigan_step(batch, seed=0):
     """A callable running one minigan DCGAN step on a fixed real batch."""
-    sys.path.insert(0, path)
-    from minigan.gans import dcgan
     numpy.random.seed(seed)
     c = dcgan.Config()
     models, optimizers = dcgan.build(c)
@@ -39,15 +36,9 @@ def minigan_step(batch, path=REPO, seed=0):
     return lambda: updater.update(real)
 
 
-def _load_reference(path):
-    """torch_dcgan.py as a module (its `common` helper sits next to it), or None."""
-    if not path or not os.path.exists(path):
-        return None
-    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
-    spec = importlib.util.spec_from_file_location("torch_dcgan_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _load_reference(ref_dir):
+    """torch_dcgan.py as a module, or None where it is not found."""
+    return reference.load("torch_dcgan", ref_dir) if ref_dir else None
 
 
 def _builtin_reference():
@@ -95,8 +86,9 @@ def torch_step(batch, threads, path):
     """A callable running one PyTorch step, and where its definition came from."""
     import torch
     torch.set_num_threads(threads)
-    ref = _load_reference(path)
-    source = path if ref is not None else "built-in copy of the reference"
+    ref_dir = reference.torch_ref_dir(path, needs="torch_dcgan.py")
+    ref = _load_reference(ref_dir)
+    source = f"{ref_dir}/torch_dcgan.py" if ref is not None else "built-in copy of the reference"
     ref = ref or _builtin_reference()
     G, D, opt_g, opt_d, real = ref.build(batch)
     return (lambda: ref.step_shared(G, D, opt_g, opt_d, real)), source
@@ -138,11 +130,10 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="Afterwards, cProfile N minigan steps.")
-    ap.add_argument("--torch-ref", default=REFERENCE)
-    ap.add_argument("--minigan-path", default=REPO)
+    ap.add_argument("--torch-ref", default=None, help="the folder of torch_dcgan.py")
     args = ap.parse_args(argv)
 
-    steps = {"minigan": minigan_step(args.batch, args.minigan_path)}
+    steps = {"minigan": minigan_step(args.batch)}
     source = None
     if not args.no_torch:
         steps["pytorch"], source = torch_step(args.batch, args.threads, args.torch_ref)

@@ -18,9 +18,10 @@ import time
 
 import numpy
 
+import reference
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path[:0] = [ROOT, HERE]
 START = time.time()
 
 
@@ -47,14 +48,6 @@ def run_tests(budget):
     return summary, time.time() - t
 
 
-def torch_ref_dir():
-    for d in (os.environ.get("MINIGAN_TORCH_REF"), os.path.join(ROOT, "shared", "bench"),
-              os.path.join(ROOT, "..", "shared", "bench")):
-        if d and os.path.exists(os.path.join(d, "torch_pix2pix.py")):
-            return d
-    return None
-
-
 def seconds_per_step(step, budget, warmup=2, reps=5, reserve=60):
     """Median seconds of step() after warm-up, with fewer reps when time runs short."""
     for _ in range(warmup):
@@ -69,7 +62,7 @@ def seconds_per_step(step, budget, warmup=2, reps=5, reserve=60):
 
 def pix2pix_rows(gpu, budget):
     import pix2pix_speed as bench
-    ref = torch_ref_dir()
+    ref = reference.torch_ref_dir()
     rows = []
     for batch in (1, 16):
         if left(budget) < 60:
@@ -77,11 +70,13 @@ def pix2pix_rows(gpu, budget):
             continue
         ours = seconds_per_step(bench.minigan_step(batch, gpu), budget)
         theirs = bench.torch_step(batch, gpu, ref) if ref else None
-        t = seconds_per_step(theirs, budget) if theirs else float("nan")
-        ratio = f", minigan / PyTorch {ours / t:.2f}" if theirs else \
-            " (PyTorch: no torch or no torch_pix2pix.py; set MINIGAN_TORCH_REF)"
-        rows.append((f"pix2pix 256x256, batch {batch}",
-                     f"minigan {ours * 1e3:.1f} ms/it, PyTorch {t * 1e3:.1f} ms/it{ratio}"))
+        if theirs:
+            t = seconds_per_step(theirs, budget)
+            versus = f"PyTorch {t * 1e3:.1f} ms/it, minigan / PyTorch {ours / t:.2f}"
+        else:
+            versus = "PyTorch not measured (no torch, or no torch_pix2pix.py: set " \
+                     "MINIGAN_TORCH_REF or copy the bench folder to shared/bench)"
+        rows.append((f"pix2pix 256x256, batch {batch}", f"minigan {ours * 1e3:.1f} ms/it, {versus}"))
         _free_memory()
     return rows
 

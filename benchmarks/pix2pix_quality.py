@@ -24,15 +24,15 @@ import time
 
 import numpy
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from minigan.datasets import (BatchIterator, FacadeDataset,  # noqa: E402
+import reference
+from minigan.datasets import (BatchIterator, FacadeDataset,
                               colors_to_classes)
-from minigan.datasets.facade import natural_key, split_indices  # noqa: E402
-from minigan.gans import pix2pix  # noqa: E402
-from minigan.visualize import save_image, tile, to_uint8  # noqa: E402
+from minigan.datasets.facade import natural_key, split_indices
+from minigan.gans import pix2pix
+from minigan.visualize import save_image, tile, to_uint8
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SHARED = os.path.join(HERE, "..", "..", "shared")
+SHARED = reference.shared_dir()
 
 
 def jet(v):

@@ -6,22 +6,17 @@ D on fake and on real, G step through D, D step (Adam 2e-4, beta1 0.5). The two 
 blocks of repetitions in one process, since this VM's speed drifts by +-15% between runs.
 
     python benchmarks/pix2pix_speed.py [--batch 1,4] [--reps 5] [--warmup 2] [--gpu -1]
-        [--torch-ref ../shared/bench]    (the folder of torch_pix2pix.py; torch is optional)
+        [--torch-ref DIR]    (the folder of torch_pix2pix.py, see reference.py; torch is optional)
 """
 import argparse
-import importlib.util
-import os
 import statistics
 import sys
 import time
 
 import numpy
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from minigan import backend  # noqa: E402
-from minigan.gans import pix2pix  # noqa: E402
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+import reference
+from minigan.gans import pix2pix
 
 
 def minigan_step(batch, gpu):
@@ -37,34 +32,28 @@ def minigan_step(batch, gpu):
     labels = rng.randint(0, 12, (batch, 256, 256))
     x = (labels[:, None] == numpy.arange(12)[None, :, None, None]).astype(numpy.float32)
     y = (rng.rand(batch, 3, 256, 256) * 2 - 1).astype(numpy.float32)
-    if gpu >= 0:
-        x, y = backend.to_gpu(x, gpu), backend.to_gpu(y, gpu)    # to_device then keeps them
-        sync = backend.get_cupy(gpu).cuda.Device(gpu).synchronize
-    else:
-        sync = None
+    x, y = up.to_device(x, y)              # once: to_device then keeps them
+    device = up.device
 
     def step():
-        up.update((x, y))
-        if sync:
-            sync()
+        with device:
+            up.update((x, y))
+            if device.is_gpu:
+                device.xp.cuda.Device(device.id).synchronize()
     return step
 
 
 def torch_step(batch, gpu, ref_dir):
     """A closure running one iteration of the PyTorch reference, or None without torch."""
-    path = os.path.join(ref_dir, "torch_pix2pix.py")
     try:
         import torch
     except ImportError:
         print("PyTorch not installed: minigan only (pip install torch==2.13.0)", file=sys.stderr)
         return None
-    if not os.path.exists(path):
-        print(f"no {path}: minigan only (give --torch-ref)", file=sys.stderr)
+    if ref_dir is None:
+        print("no torch_pix2pix.py found: minigan only (give --torch-ref)", file=sys.stderr)
         return None
-    sys.path.insert(0, ref_dir)
-    spec = importlib.util.spec_from_file_location("torch_pix2pix", path)
-    ref = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ref)
+    ref = reference.load("torch_pix2pix", ref_dir)
     dev = torch.device("cpu" if gpu < 0 else f"cuda:{gpu}")
     G, D, _, _, x, real = ref.build(batch)
     G, D, x, real = G.to(dev), D.to(dev), x.to(dev), real.to(dev)
@@ -96,7 +85,7 @@ def main(argv=None):
     ap.add_argument("--block", type=int, default=1, help="repetitions in a row before switching")
     ap.add_argument("--gpu", type=int, default=-1)
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    ap.add_argument("--torch-ref", default=os.path.join(HERE, "..", "..", "shared", "bench"))
+    ap.add_argument("--torch-ref", default=None, help="the folder of torch_pix2pix.py")
     args = ap.parse_args(argv)
     try:
         import torch
@@ -105,7 +94,8 @@ def main(argv=None):
         pass
     rows = []
     for batch in (int(b) for b in args.batch.split(",")):
-        ours, theirs = minigan_step(batch, args.gpu), torch_step(batch, args.gpu, args.torch_ref)
+        ref_dir = reference.torch_ref_dir(args.torch_ref)
+        ours, theirs = minigan_step(batch, args.gpu), torch_step(batch, args.gpu, ref_dir)
         for fn in (ours, theirs):
             if fn:
                 timed(fn, args.warmup)

@@ -50,6 +50,22 @@ def shared(name):
     return path
 
 
+def torch_reference(name):
+    """(torch, the shared bench's module `name`), or a skip saying which is missing; its sibling
+    `common` module is registered first, as the references import it by name."""
+    import importlib.util
+    import sys
+    torch = pytest.importorskip("torch", reason="the PyTorch reference needs torch")
+    bench = os.path.join(SHARED, "..", "bench")
+    if not os.path.isfile(os.path.join(bench, name + ".py")):
+        pytest.skip(f"PyTorch reference {name}.py not present in {bench}")
+    for mod in ("common", name):
+        spec = importlib.util.spec_from_file_location(mod, os.path.join(bench, mod + ".py"))
+        sys.modules[mod] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[mod])
+    return torch, sys.modules[name]
+
+
 def run(*args):
     """(exit code, output) of `minigan ARGS`, in process."""
     from click.testing import CliRunner

@@ -1,18 +1,13 @@
 """The zoo's GAN files: network shapes, the losses as in the papers, one update of each, DCGAN
 equal to the PyTorch reference of the benchmark, WGAN-GP's penalty, BEGAN's controller and state."""
-import importlib.util
-import os
-
 import numpy
 import pytest
 
 import minigan.functions as F
-from helpers import SHARED
+from helpers import torch_reference
 from minigan import Variable
 from minigan.gans import began, dcgan, gan, wgan_gp
 from minigan.serializers import load_hdf5, save_hdf5
-
-TORCH_DCGAN = os.path.join(SHARED, "..", "bench", "torch_dcgan.py")
 
 SMALL = {
     "gan/mnist": (gan, gan.Config(n_hidden=16), gan.Updater, (1, 28, 28)),
@@ -52,7 +47,7 @@ def test_shapes_and_one_update_of_every_network(name):
     assert numpy.isfinite(module.generate(G, module.sample_z(c, 2))).all()
 
 
-def test_the_issue_s_vanilla_gan_networks():
+def test_vanilla_gan_networks_are_the_documented_mlps():
     G, D = gan.Generator(gan.Config()), gan.Discriminator(gan.Config())
     assert [(l.W.shape, l.b is None) for l in G.layers] == [((100, 20), False), ((784, 100), False)]
     assert [(l.W.shape, l.b is None) for l in D.hidden] == [((100, 784), True)]
@@ -140,15 +135,7 @@ def test_began_losses_and_k_in_a_snapshot(tmp_path):
 # -- DCGAN equals the benchmark's PyTorch reference --------------------------------------------
 
 def _reference():
-    torch = pytest.importorskip("torch", reason="the PyTorch reference needs torch")
-    if not os.path.exists(TORCH_DCGAN):
-        pytest.skip(f"PyTorch reference {TORCH_DCGAN} not present")
-    import sys
-    sys.path.insert(0, os.path.dirname(TORCH_DCGAN))        # its `common` module
-    spec = importlib.util.spec_from_file_location("torch_dcgan", TORCH_DCGAN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return torch, module
+    return torch_reference("torch_dcgan")
 
 
 def _copy_weights(torch_net, net):

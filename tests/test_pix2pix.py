@@ -14,7 +14,7 @@ def small(**kw):
 def test_default_networks_have_chainer_pix2pix_sizes():
     numpy.random.seed(0)
     G, D = pix2pix.Generator(pix2pix.Config()), pix2pix.Discriminator(pix2pix.Config())
-    assert round(G.count_params() / 1e6, 1) == 54.4     # as /work/shared/bench/README.md counts
+    assert round(G.count_params() / 1e6, 1) == 54.4     # as the shared bench/README.md counts
     assert round(D.count_params() / 1e6, 2) == 2.77
     widths = [(b.c.W.shape[1], b.c.W.shape[0]) for b in G.enc.blocks]
     assert widths == [(64, 128), (128, 256), (256, 512)] + [(512, 512)] * 4

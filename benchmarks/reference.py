@@ -1,0 +1,43 @@
+"""Where the PyTorch references live, and loading one without touching sys.path.
+
+The references (torch_pix2pix.py, torch_dcgan.py, ...) are the team's shared benchmark scripts:
+`--torch-ref DIR`, else $MINIGAN_TORCH_REF, else shared/bench inside the repository (a copy
+that travels with a working tree, ignored by git) or ../shared/bench beside it. Benchmarks import
+minigan as installed (`pip install -e .`, or PYTHONPATH=. on a machine without the install).
+"""
+import importlib.util
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CANDIDATES = (os.path.join(REPO, "shared", "bench"), os.path.join(REPO, "..", "shared", "bench"))
+
+
+def torch_ref_dir(given=None, needs="torch_pix2pix.py"):
+    """The first folder holding `needs`: the one given, $MINIGAN_TORCH_REF, then the defaults."""
+    for d in (given, os.environ.get("MINIGAN_TORCH_REF"), *CANDIDATES):
+        if d and os.path.isfile(os.path.join(d, needs)):
+            return os.path.normpath(d)
+    return None
+
+
+def shared_dir(*parts):
+    """A path under the shared folder beside (or inside) the repository: data/facades, ..."""
+    for base in (os.path.join(REPO, "shared"), os.path.join(REPO, "..", "shared")):
+        if os.path.isdir(base):
+            return os.path.normpath(os.path.join(base, *parts))
+    return os.path.normpath(os.path.join(REPO, "..", "shared", *parts))
+
+
+def load(name, ref_dir):
+    """Module `name` (e.g. 'torch_pix2pix') from ref_dir, with its sibling `common` helper
+    registered first (the references import it by name)."""
+    for mod in ("common", name):
+        path = os.path.join(ref_dir, mod + ".py")
+        if mod == "common" and not os.path.isfile(path):
+            continue
+        spec = importlib.util.spec_from_file_location(mod, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
