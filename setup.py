@@ -13,8 +13,10 @@ setup(
     packages=find_packages(include=["minigan", "minigan.*"]) + ["minigan.kernels"],
     package_dir={"minigan.kernels": "kernels"},
     package_data={"minigan.kernels": ["*.cu"]},
-    # matplotlib draws loss.png: a well-kept plotting library beats a hand-drawn chart
-    install_requires=["numpy>=1.24", "pillow>=9", "h5py>=3.7", "click>=8.1", "matplotlib>=3.6"],
+    # matplotlib draws loss.png and tqdm the progress bar (terminal width, notebooks, smoothed
+    # rates): well-kept libraries beat a hand-drawn chart and a hand-rolled bar
+    install_requires=["numpy>=1.24", "pillow>=9", "h5py>=3.7", "click>=8.1", "matplotlib>=3.6",
+                      "tqdm>=4.60"],
     extras_require={
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=13", "nvidia-cuda-nvrtc"],

@@ -92,7 +92,6 @@ class Variable:
         self.node = VariableNode(self, requires_grad)
 
     # -- data and gradient -------------------------------------------------------------------
-    data = property(lambda self: self.array, lambda self, a: setattr(self, "array", a))
     shape = property(lambda self: self.array.shape)
     ndim = property(lambda self: self.array.ndim)
     size = property(lambda self: self.array.size)
@@ -162,10 +161,6 @@ class Variable:
                 g = found.get(v.node)
                 if g is not None:
                     v._grad = g if v._grad is None else v._grad + g
-
-    def unchain(self):
-        """Make this variable a leaf: forget its creator (the graph above stays for others)."""
-        self.node.creator = None
 
     def unchain_backward(self):
         """Cut every creator link above this variable, freeing the graph that produced it."""

@@ -14,7 +14,7 @@ Saving writes a temporary file next to the destination and renames it into place
 during a save leaves the previous file intact.
 """
 import os
-import tempfile
+import secrets
 
 import h5py
 import numpy
@@ -26,8 +26,6 @@ from .optimizers import Optimizer
 _KIND = "minigan_kind"      # attribute: how to rebuild a plain value ('int', 'tuple', ...)
 _SCALARS = {bool: "bool", int: "int", float: "float", str: "str"}
 _BUILD = {"bool": bool, "int": int, "float": float, "str": str}
-_UMASK = os.umask(0o022)    # read the umask (by setting it) and put it back
-os.umask(_UMASK)
 
 
 class SerializationError(ValueError):
@@ -111,14 +109,25 @@ def _write(group, name, value):
         raise TypeError(f"serializers: cannot write {name!r} of type {type(value).__name__}")
 
 
+def temp_path(path):
+    """A new empty file beside `path`, '.NAME.PID.RANDOM.tmp': created as any new file is
+    (0666 less the umask, which the rename keeps), and named by the process writing it, so a
+    later run can tell a crashed writer's leftovers from a live one's."""
+    folder, name = os.path.split(os.path.abspath(path))
+    while True:
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
 def save_hdf5(path, obj):
     """Write a Link, an Optimizer, or a dict of them and plain values to `path`, atomically."""
     slots = _slots(obj, "", {})
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    os.close(fd)
+    tmp = temp_path(path)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)     # mkstemp's 0600 would outlive the rename
         with h5py.File(tmp, "w") as f:
             for key, slot in slots.items():
                 parent, _, name = key.rpartition("/")

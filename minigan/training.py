@@ -112,28 +112,53 @@ def _truncate_log(path, iteration):
     os.replace(tmp, path)
 
 
-class Progress:
-    """A one-line progress bar with it/s and ETA on a terminal; plain lines in a log file."""
+def eta_text(seconds):
+    """Seconds left as H:MM:SS, with days in front past 24 hours ('13d 14:05:09'); '?' if unknown."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    days, rest = divmod(int(seconds), 86400)
+    text = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}d {text}" if days else text
 
-    def __init__(self, total, stream=sys.stderr, width=24):
-        self.total, self.stream, self.width = total, stream, width
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self.last_line = 0.0
+
+def _interactive(stream):
+    """A terminal or a notebook: a live bar; anything else (a log file, a pipe): plain lines."""
+    return (hasattr(stream, "isatty") and stream.isatty()) or "ipykernel" in sys.modules
+
+
+class Progress:
+    """it/s, ETA and the logged scalars: tqdm's live bar on a terminal or in a notebook (tqdm.auto:
+    terminal width, widgets, smoothed rate), the same figures as a plain line every 10 s in a log
+    file."""
+
+    def __init__(self, total, stream=sys.stderr, start=0):
+        self.total, self.stream, self.last_line = total, stream, 0.0
+        self.bar = None
+        if _interactive(stream):
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, initial=start, file=stream, dynamic_ncols=True,
+                            smoothing=0.05, mininterval=0.2, unit="it",
+                            bar_format="{n_fmt}/{total_fmt} |{bar}| {percentage:3.0f}% "
+                                       "{rate_fmt}{postfix}")
 
     def show(self, iteration, rate, scalars, final=False):
+        values = "  ".join(f"{k} {v:.4g}" for k, v in scalars.items())
+        if self.bar is not None:
+            rate = self.bar.format_dict.get("rate") or rate     # tqdm's smoothed rate
+            eta = eta_text((self.total - iteration) / rate if rate > 0 else float("nan"))
+            self.bar.set_postfix_str(f"ETA {eta}  {values}".rstrip(), refresh=False)
+            self.bar.update(iteration - self.bar.n)             # negative after a rollback
+            if final:
+                self.bar.close()
+            return
         now = time.time()
-        if not final and now - self.last_line < (0.2 if self.tty else 10.0):
+        if not final and now - self.last_line < 10.0:
             return
         self.last_line = now
-        frac = iteration / self.total if self.total else 1.0
-        bar = "=" * int(frac * self.width)
-        eta = (self.total - iteration) / rate if rate > 0 else float("nan")
-        eta = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
-        values = "  ".join(f"{k} {v:.4g}" for k, v in scalars.items())
-        line = (f"{iteration:>7}/{self.total} [{bar:<{self.width}}] {100 * frac:3.0f}% "
-                f"{rate:.2f} it/s ETA {eta}  {values}")
-        end = "\n" if final or not self.tty else ""
-        self.stream.write(("\r\x1b[K" if self.tty else "") + line + end)
+        eta = eta_text((self.total - iteration) / rate if rate > 0 else float("nan"))
+        pct = 100 * iteration / self.total if self.total else 100.0
+        self.stream.write(f"{iteration:>7}/{self.total} {pct:3.0f}% {rate:.2f} it/s ETA {eta}  "
+                          f"{values}".rstrip() + "\n")
         self.stream.flush()
 
 
@@ -208,7 +233,7 @@ class Trainer:
     def _run(self):
         in_main = hasattr(signal, "SIGINT") and _is_main_thread()
         old_handler = signal.signal(signal.SIGINT, self._request_stop) if in_main else None
-        progress = Progress(self.iterations, self.stream)
+        progress = Progress(self.iterations, self.stream, start=self.iteration)
         sums, count, t_log, wait_log = {}, 0, time.time(), self.iterator.wait_time
         last_snapshot, rate = None, 0.0
         try:

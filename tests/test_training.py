@@ -1,5 +1,6 @@
 """The shared trainer: log, plot, snapshots (atomic, last few kept), exact resume, rollback on a
 non-finite loss, Ctrl-C, and run folders that never overwrite an earlier run."""
+import io
 import json
 import os
 import signal
@@ -113,3 +114,30 @@ def test_resume_errors_are_one_line(tmp_path):
     t = make_trainer(tmp_path / "r", 5)
     with pytest.raises(TrainingError, match="does not fit this test model"):
         t.load_snapshot(str(tmp_path / "other.h5"))
+
+
+# -- the progress line -------------------------------------------------------------------------
+
+def test_eta_shows_days_past_24_hours():
+    from minigan.training import eta_text
+    assert eta_text(13.6 * 86400) == "13d 14:24:00"     # not 14:24:00: the day count is kept
+    assert eta_text(3661) == "01:01:01" and eta_text(float("nan")) == "?"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("stream", [_Terminal(), io.StringIO()], ids=["terminal", "log file"])
+def test_progress_shows_rate_eta_and_scalars(stream):
+    from minigan.training import Progress
+    progress = Progress(200_000, stream)
+    progress.show(10, 0.17, {"loss/gen": 1.5})
+    progress.show(20, 0.17, {"loss/gen": 1.25}, final=True)
+    text = stream.getvalue()
+    assert "20/200000" in text and "it/s" in text and "loss/gen 1.25" in text and "ETA " in text
+    if isinstance(stream, _Terminal):
+        assert "\r" in text and "|" in text                 # tqdm's live bar
+    else:
+        assert "\r" not in text and "ETA 13d" in text      # plain lines; 0.17 it/s is 13.6 days

@@ -23,45 +23,35 @@ CMP_BASE_PAIRS = 378  # the base set: 378 rectified facades, each cmp_bNNNN.jpg 
 CHUNK = 1 << 20
 
 
-def _mb(n):
-    return f"{n / 1e6:.1f} MB"
-
-
 class Progress:
-    """A text progress line on stderr: bytes so far, percent, rate; a line per 10% when not a tty."""
+    """Bytes so far, percent and rate: tqdm's live bar on a terminal or in a notebook, a plain
+    line (the same figures, tqdm's format) per 10% when stderr is a log file."""
 
     def __init__(self, name, total, stream=None, enabled=True):
+        from tqdm import tqdm
+        from tqdm.auto import tqdm as live
         self.name, self.total, self.enabled = name, total, enabled
         self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.done, self.start, self.shown, self.decile = 0, time.perf_counter(), 0.0, -1
-
-    def line(self):
-        rate = self.done / max(time.perf_counter() - self.start, 1e-6)
-        if self.total:
-            frac = min(self.done / self.total, 1.0)
-            bar = "#" * int(frac * 20)
-            return (f"{self.name} [{bar:<20}] {_mb(self.done)}/{_mb(self.total)} {frac:4.0%} "
-                    f"{_mb(rate)}/s")
-        return f"{self.name} {_mb(self.done)} {_mb(rate)}/s"
+        self.done, self.start, self.decile = 0, time.perf_counter(), -1
+        self.format = tqdm.format_meter
+        interactive = (hasattr(self.stream, "isatty") and self.stream.isatty()) or \
+            "ipykernel" in sys.modules
+        self.bar = live(total=total, desc=name, file=self.stream, unit="B", unit_scale=True,
+                        dynamic_ncols=True) if enabled and interactive else None
 
     def update(self, n):
         self.done += n
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if self.tty and now - self.shown > 0.1:
-            self.shown = now
-            self.stream.write("\r" + self.line())
-            self.stream.flush()
-        elif not self.tty and self.total and self.done * 10 // self.total > self.decile:
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.enabled and self.total and self.done * 10 // self.total > self.decile:
             self.decile = self.done * 10 // self.total
-            print(self.line(), file=self.stream, flush=True)
+            line = self.format(self.done, self.total, time.perf_counter() - self.start,
+                               prefix=self.name, unit="B", unit_scale=True)
+            print(line, file=self.stream, flush=True)
 
     def close(self):
-        if self.enabled and self.tty:
-            self.stream.write("\r" + self.line() + "\n")
-            self.stream.flush()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def fetch(url, path, progress=True, timeout=60):

@@ -79,11 +79,6 @@ def scratch(xp, shape, dtype, slot):
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
-def clear_workspace():
-    """Free the calling thread's cached buffers (the pool threads keep their small ones)."""
-    _local.__dict__.pop("bufs", None)
-
-
 def _threads():
     return min(len(os.sched_getaffinity(0)), 8) if hasattr(os, "sched_getaffinity") else 1
 
