@@ -8,7 +8,7 @@ from .commands.pix2pix import pix2pix_command, translate_command
 from .commands.zoo import COMMANDS as ZOO_COMMANDS
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("minigan", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="minigan")
 def main():
     """minigan: train GANs on NumPy (CPU) or CuPy (GPU)."""

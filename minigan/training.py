@@ -59,10 +59,14 @@ class Updater:
 
 # -- run folders and snapshots -----------------------------------------------------------------
 
+def iteration_of(path):
+    """N of a snapshot_iter_N.h5."""
+    return int(re.findall(r"(\d+)\.h5$", path)[0])
+
+
 def snapshots(folder):
     """The snapshot files in a run folder, oldest first."""
-    files = glob.glob(os.path.join(folder, "snapshot_iter_*.h5"))
-    return sorted(files, key=lambda p: int(re.findall(r"(\d+)\.h5$", p)[0]))
+    return sorted(glob.glob(os.path.join(folder, "snapshot_iter_*.h5")), key=iteration_of)
 
 
 def holds_run(folder):
@@ -131,12 +135,12 @@ class Progress:
     terminal width, widgets, smoothed rate), the same figures as a plain line every 10 s in a log
     file."""
 
-    def __init__(self, total, stream=sys.stderr, start=0):
-        self.total, self.stream, self.last_line = total, stream, 0.0
+    def __init__(self, total, stream=None, start=0):
+        self.total, self.stream, self.last_line = total, stream or sys.stderr, 0.0
         self.bar = None
-        if _interactive(stream):
+        if _interactive(self.stream):
             from tqdm.auto import tqdm
-            self.bar = tqdm(total=total, initial=start, file=stream, dynamic_ncols=True,
+            self.bar = tqdm(total=total, initial=start, file=self.stream, dynamic_ncols=True,
                             smoothing=0.05, mininterval=0.2, unit="it",
                             bar_format="{n_fmt}/{total_fmt} |{bar}| {percentage:3.0f}% "
                                        "{rate_fmt}{postfix}")
@@ -167,12 +171,13 @@ class Trainer:
 
     def __init__(self, updater, iterator, out, iterations, log_interval=20,
                  snapshot_interval=1000, sample_interval=None, sample=None, keep_snapshots=3,
-                 meta=None, seed=0, max_rollbacks=2, stream=sys.stderr):
+                 meta=None, seed=0, max_rollbacks=2, stream=None):
         self.updater, self.iterator, self.out = updater, iterator, out
         self.iterations, self.log_interval = iterations, log_interval
         self.snapshot_interval, self.sample_interval = snapshot_interval, sample_interval
         self.sample, self.keep_snapshots, self.meta = sample, keep_snapshots, meta or {}
-        self.seed, self.max_rollbacks, self.stream = seed, max_rollbacks, stream
+        self.seed, self.max_rollbacks = seed, max_rollbacks
+        self.stream = stream or sys.stderr      # looked up now: a test or notebook may swap it
         self.iteration, self.elapsed, self.rollbacks = 0, 0.0, 0
         self._stop_requested = False
         self._last_plot = 0.0
@@ -201,7 +206,7 @@ class Trainer:
         try:
             load_hdf5(path, state)
         except SerializationError as e:
-            raise TrainingError(_one_line(path, e, self.meta)) from None
+            raise TrainingError(mismatch_line(path, e, self.meta.get("gan"))) from None
         except OSError as e:
             raise TrainingError(f"cannot read snapshot {path}: {e}") from None
         self.iteration, self.elapsed = int(state["iteration"]), float(state["elapsed"])
@@ -212,8 +217,13 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def _request_stop(self, signum, frame):
-        if self._stop_requested:        # a second Ctrl-C: stop at once
-            raise KeyboardInterrupt
+        if self._stop_requested:
+            # a second Ctrl-C ends the process now: an exception raised here could land inside
+            # h5py's write (which swallows it); the last complete snapshot stays, and the next
+            # run removes the half-written temp file
+            self.stream.write("\nCtrl-C again: aborted without saving\n")
+            self.stream.flush()
+            os._exit(130)
         self._stop_requested = True
         self.stream.write("\nCtrl-C: finishing this iteration, then saving a snapshot "
                           "(press again to abort without saving)\n")
@@ -233,6 +243,7 @@ class Trainer:
     def _run(self):
         in_main = hasattr(signal, "SIGINT") and _is_main_thread()
         old_handler = signal.signal(signal.SIGINT, self._request_stop) if in_main else None
+        self._remove_stale_temp_files()
         progress = Progress(self.iterations, self.stream, start=self.iteration)
         sums, count, t_log, wait_log = {}, 0, time.time(), self.iterator.wait_time
         last_snapshot, rate = None, 0.0
@@ -241,7 +252,9 @@ class Trainer:
                 t0 = time.time()
                 self._device_seed()
                 batch = next(self.iterator)
-                scalars = self.updater.update(batch)
+                # a blow-up to inf/nan is reported below (and rolled back): not as warnings too
+                with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    scalars = self.updater.update(batch)
                 self.iteration += 1
                 self.elapsed += time.time() - t0
                 bad = [k for k, v in scalars.items() if not math.isfinite(v)]
@@ -255,7 +268,7 @@ class Trainer:
                 rate = count / max(time.time() - t_log, 1e-9)
                 progress.show(self.iteration, rate, {k: v / count for k, v in sums.items()})
                 end = self.iteration == self.iterations
-                if self.iteration % self.log_interval == 0 or end:
+                if self.iteration % self.log_interval == 0 or end or self._stop_requested:
                     self._write_log(sums, count, rate, self.iterator.wait_time - wait_log)
                     sums, count, t_log, wait_log = {}, 0, time.time(), self.iterator.wait_time
                 if self.sample and self.sample_interval and (
@@ -274,6 +287,16 @@ class Trainer:
         finally:
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
+
+    def _remove_stale_temp_files(self):
+        """Delete the temp files of snapshot writes that crashed (their process is gone)."""
+        stale = [p for p in glob.glob(os.path.join(self.out, ".*.tmp")) if not _writer_alive(p)]
+        if stale:
+            size = sum(os.path.getsize(p) for p in stale)
+            for p in stale:
+                os.remove(p)
+            self.stream.write(f"removed {len(stale)} temp file(s) of interrupted snapshot "
+                              f"writes in {self.out} ({size / 1e6:.1f} MB)\n")
 
     def _plot(self, force=False):
         """Redraw loss.png at snapshots, at most once a minute (a redraw takes a second or two)."""
@@ -312,17 +335,31 @@ class Trainer:
                           f"(retry {self.rollbacks}/{self.max_rollbacks})\n")
 
 
+def _writer_alive(tmp):
+    """True while the process that named temp file '.NAME.PID.RANDOM.tmp' still runs."""
+    parts = os.path.basename(tmp).split(".")
+    pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
+    if pid is None or pid == os.getpid():
+        return False            # an older minigan's name (no pid), or this process's leftover
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:     # alive, another user's
+        return True
+
+
 def _is_main_thread():
     import threading
     return threading.current_thread() is threading.main_thread()
 
 
-def _one_line(path, error, meta):
-    """A SerializationError as the one line a user needs."""
+def mismatch_line(path, error, gan=None):
+    """A SerializationError as the one line a user needs, its first reasons kept."""
     lines = str(error).splitlines()
     if len(lines) == 1:
         return lines[0]
     detail = "; ".join(line.strip() for line in lines[1:3])
-    gan = meta.get("gan")
     what = f" this {gan} model" if gan else " this model"
     return f"{path} does not fit{what} (another architecture or options?): {detail[:300]}"

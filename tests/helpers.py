@@ -66,11 +66,13 @@ def torch_reference(name):
     return torch, sys.modules[name]
 
 
-def run(*args):
-    """(exit code, output) of `minigan ARGS`, in process."""
+def run(*args, prog_name="minigan"):
+    """(exit code, output) of `minigan ARGS` (or `python cli.py ARGS`: prog_name='cli.py'), in
+    process."""
     from click.testing import CliRunner
     from minigan.cli import main
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False,
+                                prog_name=prog_name)
     return result.exit_code, result.output
 
 

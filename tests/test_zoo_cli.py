@@ -91,10 +91,11 @@ def test_began_logs_its_controller_and_mixed_image_modes_are_converted():
         assert float(f["updater/k"][()]) == 0.0          # k_t is saved (still k_0 here)
 
 
-def test_no_mnist_says_so_and_how_to_get_it():
-    code, out = run("gan", "--iterations", 2, "--out", "run")
+@pytest.mark.parametrize("prog, how", [("cli.py", "python cli.py"), ("minigan", "minigan")])
+def test_no_mnist_says_so_and_how_to_get_it_as_the_user_runs_minigan(prog, how):
+    code, out = run("gan", "--iterations", 2, "--out", "run", prog_name=prog)
     assert code == 1
-    assert out.splitlines()[0] == ("Error: no MNIST in data/mnist: get it with: python cli.py "
+    assert out.splitlines()[0] == (f"Error: no MNIST in data/mnist: get it with: {how} "
                                    "download mnist (or point --data-dir at a folder of MNIST IDX "
                                    "files)")
     assert not os.path.exists("run")

@@ -2,6 +2,7 @@
 import functools
 import json
 import os
+import shutil
 import sys
 
 import click
@@ -12,10 +13,14 @@ from ..datasets import BatchIterator, DatasetError
 from ..gans import config_of, snapshot_meta
 from ..gans.base import ConfigError
 from ..serializers import SerializationError
-from ..training import Trainer, TrainingError, find_resume, fresh_run_folder, read_meta
+from ..folders import FolderError, move_aside, writable_folder
+from ..training import (Trainer, TrainingError, find_resume, fresh_run_folder, holds_run,
+                        iteration_of, read_meta, snapshots)
 
-# options that describe the run itself; on --resume they come from the snapshot
-RUN_FIXED = ("gpu", "iterations", "epochs", "resume", "workers", "out")
+# options of this invocation, never taken from a snapshot on --resume
+RUN_FIXED = ("gpu", "iterations", "epochs", "resume", "workers", "out", "keep")
+# where things are (not what is trained): on --resume the user's value wins
+USER_PLACES = ("data_dir",)
 
 
 def training_options(default_out, iterations=None, batch_size=1, snapshot_interval=1000,
@@ -43,6 +48,9 @@ def training_options(default_out, iterations=None, batch_size=1, snapshot_interv
                               "latest snapshot in --out."),
             click.option("--snapshot-interval", type=click.IntRange(1), default=snapshot_interval,
                          show_default=True),
+            click.option("--keep", type=click.IntRange(1), default=3, show_default=True,
+                         help="Snapshots kept (the newest; a pix2pix snapshot at 256 x 256 is "
+                              "686 MB)."),
             click.option("--sample-interval", type=click.IntRange(1), default=sample_interval,
                          show_default=True),
             click.option("--log-interval", type=click.IntRange(1), default=log_interval,
@@ -58,7 +66,8 @@ def training_options(default_out, iterations=None, batch_size=1, snapshot_interv
 
 
 # the errors a user can fix: each becomes one line and exit status 1
-USER_ERRORS = (DatasetError, TrainingError, SerializationError, ConfigError, backend.DeviceError)
+USER_ERRORS = (DatasetError, TrainingError, SerializationError, ConfigError, backend.DeviceError,
+               FolderError)
 
 
 def one_line(error):
@@ -80,14 +89,23 @@ def user_errors(f):
     return wrapper
 
 
+def given(ctx, key):
+    """True where the user typed the option (not a default)."""
+    source = ctx.get_parameter_source(key)
+    return source is not None and source.name == "COMMANDLINE"
+
+
 def resolve_run(ctx, gan, opts):
     """The run folder, the snapshot to resume (or None), and the options in force.
 
-    On --resume the options that shape the run (architecture, data, seed...) are those saved in
-    the snapshot, so a resumed run cannot silently change them; a differing command-line value
-    is reported and ignored.
+    On --resume the options that shape the run (architecture, data set, seed...) are those saved
+    in the snapshot, so a resumed run cannot silently change them (a differing command-line
+    value is reported and ignored); where the data lives is the user's (USER_PLACES: an explicit
+    flag wins, and says so). Snapshots store data folders absolute, so a resume from another
+    working directory finds them. --out given with --resume resumes into that folder.
     """
     if opts["resume"] is None:
+        writable_folder(opts["out"])
         out = fresh_run_folder(opts["out"])
         if out != opts["out"]:
             click.echo(f"{opts['out']} holds an earlier run; this run writes to {out} "
@@ -101,12 +119,42 @@ def resolve_run(ctx, gan, opts):
     for key, value in saved.items():
         if key in RUN_FIXED or key not in opts:
             continue
-        source = ctx.get_parameter_source(key)
-        if source is not None and source.name == "COMMANDLINE" and opts[key] != value:
+        if key in USER_PLACES and given(ctx, key):
+            if opts[key] != value:
+                click.echo(f"--resume: {key.replace('_', '-')} {opts[key]} (the snapshot's "
+                           f"run read {value})", err=True)
+            continue
+        if given(ctx, key) and opts[key] != value:
             click.echo(f"--resume: keeping {key}={value!r} from the snapshot (ignoring "
                        f"{opts[key]!r})", err=True)
         opts[key] = value
-    return os.path.dirname(os.path.abspath(path)), path, opts
+    return resume_folder(ctx, path, opts["out"]), path, opts
+
+
+def resume_folder(ctx, path, out):
+    """Where a resumed run writes, with one history per folder: the snapshot's own folder (newer
+    snapshots there are moved aside), or an explicit --out that holds no other run (the log up to
+    the snapshot is copied in)."""
+    home = os.path.dirname(os.path.abspath(path))
+    if given(ctx, "out") and os.path.abspath(out) != home:
+        writable_folder(out)
+        if holds_run(out):
+            raise TrainingError(f"--out {out} holds another run; resuming {path} there would mix "
+                                f"two histories (give an empty --out, or none to continue in "
+                                f"{home})")
+        os.makedirs(out, exist_ok=True)
+        log = os.path.join(home, "log.jsonl")
+        if os.path.exists(log):         # the Trainer cuts it back to the snapshot's iteration
+            shutil.copy(log, os.path.join(out, "log.jsonl"))
+        click.echo(f"--resume: continuing {path} in {out}", err=True)
+        return out
+    writable_folder(home)
+    newer = [s for s in snapshots(home) if iteration_of(s) > iteration_of(path)]
+    if newer:
+        aside = move_aside(newer, home, "superseded")
+        click.echo(f"--resume from an older snapshot: {len(newer)} newer snapshot(s) moved to "
+                   f"{aside}; the log is cut back to iteration {iteration_of(path)}", err=True)
+    return home
 
 
 def make_iterator(dataset, opts):
@@ -137,9 +185,11 @@ def train(gan, opts, updater, iterator, sample, out, resume_path):
     iterations = opts["iterations"]
     if opts["epochs"] is not None:
         iterations = opts["epochs"] * iterator.batches_per_epoch
-    meta = snapshot_meta(gan, updater.config, opts)
+    places = {k: os.path.abspath(opts[k]) for k in USER_PLACES if opts.get(k)}
+    meta = snapshot_meta(gan, updater.config, {**opts, **places})
     trainer = Trainer(updater, iterator, out, iterations,
                       log_interval=opts["log_interval"], snapshot_interval=opts["snapshot_interval"],
+                      keep_snapshots=opts["keep"],
                       sample_interval=opts["sample_interval"], sample=sample, meta=meta,
                       seed=opts["seed"])
     if resume_path:

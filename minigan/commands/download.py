@@ -2,6 +2,8 @@
 import click
 
 from ..datasets import download_facade, download_mnist
+from ..folders import making, writable_folder
+from ..datasets.errors import command_line
 from .common import user_errors
 
 
@@ -16,8 +18,9 @@ def download():
 @user_errors
 def facade(data_dir, sha256):
     """The CMP Facade Database base set (378 photo/label pairs)."""
-    download_facade(data_dir, sha256=sha256)
-    click.echo(f"facades in {data_dir}; train with: python cli.py pix2pix --data-dir {data_dir}",
+    writable_folder(data_dir, "--data-dir")
+    download_facade(data_dir, sha256=sha256)     # atomic: unpacked beside, renamed into place
+    click.echo(f"facades in {data_dir}; train with: {command_line('pix2pix')} --data-dir {data_dir}",
                err=True)
 
 
@@ -26,5 +29,6 @@ def facade(data_dir, sha256):
 @user_errors
 def mnist(data_dir):
     """MNIST (train and test IDX files, md5-checked)."""
-    download_mnist(data_dir)
+    with making(data_dir, "--data-dir"):      # a failed download leaves no empty folder
+        download_mnist(data_dir)
     click.echo(f"MNIST in {data_dir}", err=True)

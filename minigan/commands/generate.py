@@ -1,10 +1,10 @@
 """`python cli.py generate`: samples or latent interpolations from a zoo GAN's snapshot."""
-import os
 
 import click
 import numpy
 
 from .. import backend
+from ..folders import can_write_file
 from ..gans import load
 from ..training import TrainingError
 from ..visualize import save_image
@@ -64,8 +64,7 @@ def load_generator(snapshot, device):
 @user_errors
 def generate_command(snapshot, out, n, interpolate, steps, seed, gpu):
     """Draw samples, or latent interpolations, from a trained unconditional GAN."""
-    if os.path.exists(out):
-        raise click.ClickException(f"{out} exists; choose another --out (nothing is overwritten)")
+    can_write_file(out)
     device = backend.Device(gpu)
     module, config, G = load_generator(snapshot, device)
     rng = numpy.random.RandomState(seed)

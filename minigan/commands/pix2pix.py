@@ -6,14 +6,15 @@ import numpy
 
 from .. import backend
 from ..datasets import DatasetError, SyntheticFacadeDataset, label_image, open_facade
+from ..datasets.errors import command_line
 from ..gans import load, pix2pix
+from ..folders import making, writable_folder
 from ..gans.base import ConfigError
 from ..training import TrainingError
 from ..visualize import save_image, tile, to_uint8
-from .common import (check_stop, make_iterator, resolve_run, seed_everything, snapshot_config,
-                     train, training_options, user_errors)
+from .common import (check_stop, given, make_iterator, resolve_run, seed_everything,
+                     snapshot_config, train, training_options, user_errors)
 
-GET_FACADES = "python cli.py download facade"
 
 
 def facade_data(opts, data_dir_given):
@@ -26,7 +27,7 @@ def facade_data(opts, data_dir_given):
     labels = opts["labels"] or ("onehot" if opts["direction"] == "BtoA" else "color")
     kw["labels"] = labels
     note = (f"no facade data in {opts['data_dir']}: training on procedurally generated facades "
-            f"({labels} labels); for the real CMP facades run: {GET_FACADES}")
+            f"({labels} labels); for the real CMP facades run: {command_line('download facade')}")
     return (SyntheticFacadeDataset(split="train", seed=opts["seed"], **kw),
             SyntheticFacadeDataset(split="val", seed=opts["seed"], **kw), note)
 
@@ -88,8 +89,12 @@ def pix2pix_command(ctx, **opts):
                                 **{k: opts[k] for k in FLAGS})
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
-    data_dir_given = ctx.get_parameter_source("data_dir").name == "COMMANDLINE"
-    train_set, val_set, note = facade_data(opts, data_dir_given)
+    # a run on real facades resumes on real facades: their folder gone is an error, not a
+    # silent switch to synthetic ones
+    required = given(ctx, "data_dir") or (resume_path is not None and
+                                          opts.get("synthetic") is False)
+    train_set, val_set, note = facade_data(opts, required)
+    opts["synthetic"] = isinstance(train_set, SyntheticFacadeDataset)
     click.echo(note, err=True)
     seed_everything(opts["seed"])
     if resume_path:
@@ -121,20 +126,20 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 def translate_command(snapshot, input_dir, out, gpu, deterministic):
     """Apply a trained pix2pix generator to every image in a folder."""
     device = backend.Device(gpu)
+    writable_folder(out)
+    files = sorted(f for f in os.listdir(input_dir) if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+        raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {input_dir}")
+    targets = [os.path.join(out, os.path.splitext(name)[0] + ".png") for name in files]
+    taken = [t for t in targets if os.path.exists(t)]
+    if taken:
+        raise DatasetError(f"{taken[0]} exists; choose another --out (nothing is overwritten)")
     trained = load(snapshot, device)
     if trained.name != "pix2pix":
         raise TrainingError(f"{snapshot} is a {trained.name} snapshot, not pix2pix")
     G, c, opts = trained.models["gen"], trained.config, trained.options
-    files = sorted(f for f in os.listdir(input_dir) if f.lower().endswith(IMAGE_EXTENSIONS))
-    if not files:
-        raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {input_dir}")
-    os.makedirs(out, exist_ok=True)
-    with device:
-        for name in files:
-            target = os.path.join(out, os.path.splitext(name)[0] + ".png")
-            if os.path.exists(target):
-                raise DatasetError(f"{target} exists; choose another --out (nothing is "
-                                   "overwritten)")
+    with making(out), device:
+        for name, target in zip(files, targets):
             x = _load_input(os.path.join(input_dir, name), opts.get("direction", "BtoA"),
                             opts.get("size", 256), c.in_channels)
             x_fake = pix2pix.translate(G, device.send(x[None]), paper_mode=not deterministic)

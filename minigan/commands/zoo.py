@@ -13,7 +13,7 @@ import numpy
 
 from .. import backend
 from ..datasets import DatasetError, ImageFolderDataset, MnistDataset, RingDataset, find_mnist
-from ..datasets.mnist import GET_IT
+from ..datasets.mnist import get_it
 from ..datasets.toy import ring_centers
 from ..gans import REGISTRY
 from ..visualize import tile, to_uint8
@@ -32,7 +32,7 @@ def load_data(opts):
         data_dir = opts["data_dir"] or "data/mnist"
         root = find_mnist(data_dir)
         if root is None:
-            raise DatasetError(f"no MNIST in {data_dir}: {GET_IT} (or point --data-dir at a "
+            raise DatasetError(f"no MNIST in {data_dir}: {get_it()} (or point --data-dir at a "
                                "folder of MNIST IDX files)")
         ds = MnistDataset(root)
     else:

@@ -18,7 +18,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from .errors import DatasetError
+from .errors import DatasetError, command_line
 
 CLASSES = ("background", "facade", "window", "door", "cornice", "sill", "balcony", "blind",
            "deco", "molding", "pillar", "shop")  # CMP label k is CLASSES[k - 1]
@@ -166,7 +166,7 @@ class FacadeDataset:
         self.root, self.split, self.size, self.direction, self.seed = str(root), split, size, direction, seed
         if not os.path.isdir(self.root):
             raise DatasetError(f"facade data folder {self.root} does not exist "
-                               "(python cli.py download facade fetches the CMP base set)")
+                               f"({command_line('download facade')} fetches the CMP base set)")
         self.layout, items = _find_layout(self.root)
         if not items:
             raise DatasetError(f"no facade images in {self.root} (expected cmp_bNNNN.jpg + .png label "

@@ -4,7 +4,7 @@ import os
 
 import numpy
 
-from .errors import DatasetError
+from .errors import DatasetError, command_line
 
 # IDX header: two zero bytes, a type code, the number of dimensions; then one big-endian
 # uint32 per dimension, then the data, big-endian, row-major.
@@ -23,7 +23,10 @@ MD5 = {"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"}
 
-GET_IT = "get it with: python cli.py download mnist"
+
+def get_it():
+    """How to fetch MNIST, as the user runs minigan."""
+    return f"get it with: {command_line('download mnist')}"
 
 
 def _read_bytes(path):
@@ -91,12 +94,12 @@ class MnistDataset:
         # split None takes 'train' when present, else 'test': the 10k set alone is enough to train on
         splits = available_splits(root) if os.path.isdir(root) else []
         if not splits:
-            raise DatasetError(f"no MNIST IDX files in {root}; {GET_IT}")
+            raise DatasetError(f"no MNIST IDX files in {root}; {get_it()}")
         split = split or splits[0]
         if split not in FILES:
             raise DatasetError(f"unknown MNIST split {split!r}: choose from {', '.join(FILES)}")
         if split not in splits:
-            raise DatasetError(f"no MNIST {split!r} files in {root} (found: {', '.join(splits)}); {GET_IT}")
+            raise DatasetError(f"no MNIST {split!r} files in {root} (found: {', '.join(splits)}); {get_it()}")
         image_path, label_path = (_find_file(root, st) for st in FILES[split])
         images, labels = read_idx(image_path), read_idx(label_path)
         if images.dtype != numpy.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):

@@ -16,7 +16,7 @@ import h5py
 
 from .. import backend
 from ..serializers import SerializationError, load_hdf5
-from ..training import TrainingError, read_meta
+from ..training import TrainingError, mismatch_line, read_meta
 from . import began, dcgan, gan, pix2pix, wgan_gp
 
 # name -> chapter: a GAN joins the zoo with one line here (the CLI, generate and load find it)
@@ -70,7 +70,7 @@ def load(path, device=-1):
     try:
         load_hdf5(path, models, prefix="/models")
     except SerializationError as e:
-        raise TrainingError("; ".join(line.strip() for line in str(e).splitlines())) from None
+        raise TrainingError(mismatch_line(path, e, name)) from None
     device = backend.as_device(device)
     for net in models.values():
         net.to_device(device)
