@@ -4,6 +4,7 @@ import click
 from . import __version__
 from .commands.download import download
 from .commands.generate import generate_command
+from .commands.lightweight import lightweight_command
 from .commands.pix2pix import pix2pix_command, translate_command
 from .commands.zoo import COMMANDS as ZOO_COMMANDS
 
@@ -15,7 +16,8 @@ def main():
 
 
 # the registry of subcommands: a GAN is added here, never through an if/elif chain
-for command in (pix2pix_command, translate_command, *ZOO_COMMANDS, generate_command, download):
+for command in (pix2pix_command, translate_command, *ZOO_COMMANDS, lightweight_command,
+                generate_command, download):
     main.add_command(command)
 
 

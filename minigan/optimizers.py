@@ -261,13 +261,23 @@ class ExponentialMovingAverage:
     def __call__(self, *args, **kwargs):
         return self.avg(*args, **kwargs)
 
+    def reset(self):
+        """avg <- the link's current parameters and persistents (restart the average)."""
+        self._follow(1.0)
+
     def update(self):
         """One step of the average (array arithmetic only, so no graph is recorded)."""
+        self._follow(1 - self.decay)
+
+    def _follow(self, rate):
         if self.avg.device != self.link.device:
             self.avg.to_device(self.link.device)
         for (path, a), (_, p) in zip(self.avg.namedparams(), self.link.namedparams()):
+            if rate == 1.0:                 # a copy, exactly
+                a.array[...] = p.array
+                continue
             d = p.array - a.array           # avg <- avg + (1 - decay) (p - avg)
-            d *= 1 - self.decay
+            d *= rate
             a.array += d
         for avg_link, link in zip(self.avg.links(), self.link.links()):
             for name in link._persistent:

@@ -60,13 +60,13 @@ class Updater:
 # -- run folders and snapshots -----------------------------------------------------------------
 
 def iteration_of(path):
-    """N of a snapshot_iter_N.h5."""
+    """N of a snapshot_iter_N.h5 (or of any NAME_N.h5)."""
     return int(re.findall(r"(\d+)\.h5$", path)[0])
 
 
-def snapshots(folder):
+def snapshots(folder, pattern="snapshot_iter_*.h5"):
     """The snapshot files in a run folder, oldest first."""
-    return sorted(glob.glob(os.path.join(folder, "snapshot_iter_*.h5")), key=iteration_of)
+    return sorted(glob.glob(os.path.join(folder, pattern)), key=iteration_of)
 
 
 def holds_run(folder):
@@ -171,7 +171,8 @@ class Trainer:
 
     def __init__(self, updater, iterator, out, iterations, log_interval=20,
                  snapshot_interval=1000, sample_interval=None, sample=None, keep_snapshots=3,
-                 meta=None, seed=0, max_rollbacks=2, stream=None):
+                 meta=None, seed=0, max_rollbacks=2, stream=None, snapshot_dir=None,
+                 snapshot_name=None, snapshot_glob="snapshot_iter_*.h5"):
         self.updater, self.iterator, self.out = updater, iterator, out
         self.iterations, self.log_interval = iterations, log_interval
         self.snapshot_interval, self.sample_interval = snapshot_interval, sample_interval
@@ -183,6 +184,11 @@ class Trainer:
         self._last_plot = 0.0
         os.makedirs(out, exist_ok=True)
         self.log_path = os.path.join(out, "log.jsonl")
+        # where snapshots go and how they are named (lightweight: models/NAME/model_{n}.h5)
+        self.snapshot_dir = snapshot_dir or out
+        self.snapshot_name = snapshot_name or SNAPSHOT.format
+        self.snapshot_glob = snapshot_glob
+        os.makedirs(self.snapshot_dir, exist_ok=True)
 
     # -- snapshots -----------------------------------------------------------------------------
     def _state(self):
@@ -194,9 +200,9 @@ class Trainer:
 
     def save_snapshot(self):
         """Write snapshot_iter_N.h5 atomically, then drop all but the last few."""
-        path = os.path.join(self.out, SNAPSHOT.format(self.iteration))
+        path = os.path.join(self.snapshot_dir, self.snapshot_name(self.iteration))
         save_hdf5(path, self._state())
-        for old in snapshots(self.out)[:-self.keep_snapshots]:
+        for old in snapshots(self.snapshot_dir, self.snapshot_glob)[:-self.keep_snapshots]:
             os.remove(old)
         return path
 
@@ -290,13 +296,15 @@ class Trainer:
 
     def _remove_stale_temp_files(self):
         """Delete the temp files of snapshot writes that crashed (their process is gone)."""
-        stale = [p for p in glob.glob(os.path.join(self.out, ".*.tmp")) if not _writer_alive(p)]
+        folders = sorted({self.out, self.snapshot_dir})
+        stale = [p for d in folders for p in glob.glob(os.path.join(d, ".*.tmp"))
+                 if not _writer_alive(p)]
         if stale:
             size = sum(os.path.getsize(p) for p in stale)
             for p in stale:
                 os.remove(p)
             self.stream.write(f"removed {len(stale)} temp file(s) of interrupted snapshot "
-                              f"writes in {self.out} ({size / 1e6:.1f} MB)\n")
+                              f"writes in {' and '.join(folders)} ({size / 1e6:.1f} MB)\n")
 
     def _plot(self, force=False):
         """Redraw loss.png at snapshots, at most once a minute (a redraw takes a second or two)."""
@@ -313,15 +321,17 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     def save_samples(self):
-        """samples/iter_N.png from the GAN's sample function (no graph recorded)."""
+        """samples/iter_N.png from the GAN's sample function (no graph recorded); a function
+        that writes its own files returns None."""
         with no_backprop_mode():
             grid = self.sample(self.updater)
-        save_image(grid, os.path.join(self.out, "samples", f"iter_{self.iteration:07d}.png"))
+        if grid is not None:
+            save_image(grid, os.path.join(self.out, "samples", f"iter_{self.iteration:07d}.png"))
 
     def _rollback(self, name, value):
         """A non-finite loss: go back to the last snapshot with a new random stream, or stop."""
         where = f"iteration {self.iteration}: {name} is {value}"
-        found = snapshots(self.out)
+        found = snapshots(self.snapshot_dir, self.snapshot_glob)
         if not found or self.rollbacks >= self.max_rollbacks:
             why = "no snapshot to roll back to" if not found else \
                 f"{self.rollbacks} rollbacks already"

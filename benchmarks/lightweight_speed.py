@@ -1,0 +1,154 @@
+"""Lightweight GAN: one training step of minigan beside a PyTorch twin of the same networks with
+the same weights (batch 8; 64 and 128 px; with and without the gradient penalty).
+
+The step is the chapter's: D on augmentation-free real and fake (both heads), the reconstruction
+loss of decoder 1, the penalty when asked, Adam; then G through D. The twin is the test's
+(tests/lightweight_twin.py), loaded by its path. Noisy on a shared CPU.
+
+Usage: python benchmarks/lightweight_speed.py [--sizes 64,128] [--batch 8] [--reps 3] [--threads 2]
+"""
+import argparse
+import importlib.util
+import os
+import statistics
+import time
+
+import numpy
+
+import minigan
+import minigan.functions as F
+from minigan import Variable
+from minigan.gans import lightweight as lw
+
+
+def _twin():
+    """torch_twin from tests/lightweight_twin.py, loaded by its path."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                        "lightweight_twin.py")
+    spec = importlib.util.spec_from_file_location("lightweight_twin", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.torch_twin
+
+
+def minigan_step(c, models, opts, batch, gp):
+    G, D = models["gen"], models["dis"]
+    n = len(batch)
+    x_real = Variable(batch)
+    with minigan.no_backprop_mode():
+        x_fake = Variable(G(lw.sample_z(c, n)).array)
+    y_fake, ys_fake, _, _ = D(x_fake)
+    y_real, ys_real, f8, _ = D(x_real)
+    loss = (lw.loss_discriminator(y_real, y_fake) + lw.loss_discriminator(ys_real, ys_fake)
+            + F.mean_squared_error(D.dec1(f8), lw.shrink(x_real, D.r1)))
+    if gp:
+        loss = loss + lw.gradient_penalty([y_real, ys_real, y_fake, ys_fake], [x_real, x_fake], 10)
+    D.cleargrads()
+    loss.backward(inputs=D.params())
+    opts["dis"].update()
+    y, ys, _, _ = D(G(lw.sample_z(c, n)))
+    G.cleargrads()
+    (lw.loss_generator(y) + lw.loss_generator(ys)).backward(inputs=G.params())
+    opts["gen"].update()
+
+
+def torch_step(torch, c, tG, tD, oG, oD, batch, gp):
+    n = len(batch)
+    x_real = torch.tensor(batch).requires_grad_(gp)
+    noise = lambda: [torch.randn(n, 1, r, r, dtype=torch.float32) for r in lw.resolutions(c.size, 8)]
+    with torch.no_grad():
+        x_fake = tG(torch.randn(n, c.n_z), noise())
+    x_fake.requires_grad_(gp)
+    yf, ysf, _ = tD(x_fake)
+    yr, ysr, rec = tD(x_real)
+    hinge = lambda r, f: torch.relu(1 - r).mean() + torch.relu(1 + f).mean()
+    k = c.size // min(128, c.size)
+    target = torch.nn.functional.avg_pool2d(x_real, k) if k > 1 else x_real
+    loss = hinge(yr, yf) + hinge(ysr, ysf) + ((rec - target) ** 2).mean()
+    if gp:
+        g = torch.autograd.grad(yr.sum() + ysr.sum() + yf.sum() + ysf.sum(), [x_real, x_fake],
+                                create_graph=True)
+        g = torch.cat([gi.reshape(n, -1) for gi in g])
+        loss = loss + 10 * (g * g).sum(1).mean()
+    oD.zero_grad()
+    loss.backward()
+    oD.step()
+    y, ys, _ = tD(tG(torch.randn(n, c.n_z), noise()))
+    oG.zero_grad()
+    (-y.mean() - ys.mean()).backward()
+    oG.step()
+
+
+def timed(fn, reps, warmup=1):
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def gflop(c, G, D, n):
+    """Rough GFLOP per step: 2 MAC-flops x 3 (forward + backward) x the convolutions' MACs of
+    G and D forward passes (G twice, D three times, ignoring the penalty and the decoders)."""
+    from minigan.links.connection import Convolution2D, Deconvolution2D
+    macs = {}
+
+    def hook(net, x):
+        total = [0]
+        originals = {}
+        for _, link in net.namedlinks():
+            if isinstance(link, (Convolution2D, Deconvolution2D)):
+                f = link.forward
+
+                def wrapped(h, f=f, link=link):
+                    y = f(h)
+                    W = link.W.shape
+                    total[0] += y.size * W[1 if isinstance(link, Convolution2D) else 0] * W[2] * W[3]
+                    return y
+                originals[id(link)] = (link, f)
+                object.__setattr__(link, "forward", wrapped)
+        with minigan.no_backprop_mode():
+            net(x)
+        for link, f in originals.values():
+            del link.__dict__["forward"]
+        return total[0]
+    macs["G"] = hook(G, lw.sample_z(c, n))
+    macs["D"] = hook(D, numpy.zeros((n, c.channels, c.size, c.size), numpy.float32))
+    return 2 * 3 * (2 * macs["G"] + 3 * macs["D"]) / 1e9
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="64,128")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    import torch
+    torch.set_num_threads(a.threads)
+    torch_twin = _twin()
+    for size in map(int, a.sizes.split(",")):
+        c = lw.Config.for_data((3, size, size))
+        numpy.random.seed(0)
+        models, opts = lw.build(c)
+        G, D = models["gen"], models["dis"]
+        _, tG, tD = torch_twin(c, G, D)
+        tG, tD = tG.float(), tD.float()
+        oG = torch.optim.Adam(tG.parameters(), c.alpha, (c.beta1, c.beta2))
+        oD = torch.optim.Adam(tD.parameters(), c.alpha, (c.beta1, c.beta2))
+        batch = numpy.random.uniform(-1, 1, (a.batch, 3, size, size)).astype(numpy.float32)
+        count = lambda net: sum(p.size for p in net.params())
+        print(f"{size} px, batch {a.batch}: G {count(G):,} D {count(D):,} parameters; "
+              f"~{gflop(c, G, D, a.batch):.1f} GFLOP per step (convs, no penalty)", flush=True)
+        for gp in (False, True):
+            t_m = timed(lambda: minigan_step(c, models, opts, batch, gp), a.reps)
+            t_t = timed(lambda: torch_step(torch, c, tG, tD, oG, oD, batch, gp), a.reps)
+            print(f"  {'with' if gp else 'no  '} penalty: minigan {t_m:.3f} s  torch {t_t:.3f} s  "
+                  f"ratio {t_m / t_t:.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""`python cli.py lightweight`: lucidrains' lightweight_gan command line, on minigan.
+
+    python cli.py lightweight --data ./data --name ramen --batch-size 16 --gradient-accumulate-every 4
+    python cli.py lightweight --name ramen --generate                 # results/ramen-generated-N/
+    python cli.py lightweight --name ramen --generate-interpolation   # a GIF in results/ramen/
+    python cli.py lightweight --name ramen --generate --load-from 12  # checkpoint 12
+
+Layout as lucidrains': results/NAME/{n}.jpg and {n}-ema.jpg every --evaluate-every steps,
+models/NAME/model_{n}.h5 every --save-every (n = ceil(step / save_every): a full snapshot, so a
+run continues exactly), models/NAME/config.json, and minigan's results/NAME/log.jsonl, loss.png.
+Training a NAME that exists continues it; --new moves the old folders aside (never deletes).
+"""
+import datetime
+import json
+import math
+import os
+
+import click
+import numpy
+from PIL import Image
+
+from .. import backend
+from ..datasets import BatchIterator, DatasetError, ImageFolderDataset
+from ..gans import REGISTRY, load, snapshot_meta
+from ..training import Trainer, TrainingError, snapshots
+from ..visualize import tile, to_uint8
+from .common import seed_everything, snapshot_config, user_errors
+
+GAN = "lightweight"
+MODULE = REGISTRY[GAN]
+UNSUPPORTED = ("attn_res_layers", "antialias", "dual_contrast_loss", "show_progress")
+
+
+def option(name, *args, **kwargs):
+    """--kebab-name and --snake_name for one option (lucidrains' fire accepts both)."""
+    kebab, snake = "--" + name.replace("_", "-"), "--" + name
+    names = (kebab, snake) if kebab != snake else (kebab,)
+    return click.option(*names, name, *args, **kwargs)
+
+
+def save_jpeg(picture, path):
+    """An (H, W, 3) uint8 picture as JPEG, written atomically."""
+    tmp = path + ".tmp"
+    Image.fromarray(picture).save(tmp, format="JPEG", quality=95)
+    os.replace(tmp, path)
+
+
+def checkpoint(models_dir, load_from):
+    """(path, n) of models_dir/model_{n}.h5: the latest for -1, or None when there is none."""
+    found = snapshots(models_dir, "model_*.h5") if os.path.isdir(models_dir) else []
+    if load_from == -1:
+        return (found[-1], int(found[-1].rsplit("_", 1)[1][:-3])) if found else (None, None)
+    path = os.path.join(models_dir, f"model_{load_from}.h5")
+    if not os.path.isfile(path):
+        have = ", ".join(p.rsplit("_", 1)[1][:-3] for p in found) or "none"
+        raise TrainingError(f"--load-from {load_from}: {path} does not exist (checkpoints: {have})")
+    return path, load_from
+
+
+def stamp(folder, suffix=""):
+    """A name lucidrains' way (generated-MM-DD-YYYY_HH-MM-SS) that is free in folder."""
+    name = datetime.datetime.now().strftime("generated-%m-%d-%Y_%H-%M-%S")
+    k, base = 1, name
+    while any(os.path.exists(os.path.join(folder, name + s)) for s in (suffix, "-0.jpg", "")):
+        k += 1
+        name = f"{base}-{k}"
+    return name
+
+
+def render(G, z, rng_seed, chunk=16):
+    """G(z) in test mode, in chunks, with the noise maps drawn from RandomState(rng_seed)."""
+    rng = numpy.random.RandomState(rng_seed)
+    xs = [backend.to_cpu(MODULE.generate(G, G.xp.asarray(z[i:i + chunk]), rng))
+          for i in range(0, len(z), chunk)]
+    return numpy.concatenate(xs)
+
+
+def sampler(results, config, seed, tiles, interval):
+    """Writes results/{n}.jpg and {n}-ema.jpg (tiles x tiles, the same z every time)."""
+    z = MODULE.sample_z(config, tiles * tiles, numpy.random.RandomState(seed))
+
+    def sample(updater):
+        n = math.ceil(updater.step / interval)
+        for suffix, G in (("", updater.models["gen"]), ("-ema", updater.models["gen_ema"])):
+            picture = tile(to_uint8(render(G, z, seed + 1)), ncol=tiles)
+            save_jpeg(picture, os.path.join(results, f"{n}{suffix}.jpg"))
+    return sample
+
+
+def slerp(t, low, high):
+    """Rows of spherical interpolation at t (lucidrains' slerp, t may exceed 1)."""
+    a = low / numpy.linalg.norm(low, axis=1, keepdims=True)
+    b = high / numpy.linalg.norm(high, axis=1, keepdims=True)
+    omega = numpy.arccos(numpy.clip((a * b).sum(1), -1, 1))[:, None]
+    so = numpy.sin(omega)
+    return numpy.sin((1 - t) * omega) / so * low + numpy.sin(t * omega) / so * high
+
+
+def generate(o, results_root, models_dir, device):
+    """--generate (JPEGs into results/NAME-generated-{n}/) or --generate-interpolation (GIF)."""
+    path, n = checkpoint(models_dir, o["load_from"])
+    if path is None:
+        raise TrainingError(f"no model to generate from: no model_*.h5 in {models_dir} (train "
+                            f"first: --data DIR --name {o['name']})")
+    trained = load(path, device)
+    c, tiles = trained.config, o["num_image_tiles"]
+    rng = numpy.random.RandomState(o["seed"])
+    if o["generate"]:
+        out = os.path.join(results_root, f"{o['name']}-generated-{n}")
+        os.makedirs(out, exist_ok=True)
+        name = stamp(out)
+        types = [t.strip() for t in o["generate_types"].split(",") if t.strip()]
+        for kind in types:
+            G = trained.models["gen" if kind == "default" else "gen_ema"]
+            x = render(G, MODULE.sample_z(c, tiles, rng), o["seed"])
+            for i, image in enumerate(to_uint8(x)):
+                save_jpeg(image, os.path.join(out, f"{name}-{i}{'' if kind == 'default' else '-ema'}.jpg"))
+        click.echo(f"sample images generated at {out}", err=True)
+        return
+    out = os.path.join(results_root, o["name"])
+    os.makedirs(out, exist_ok=True)
+    name = stamp(out, ".gif")
+    low, high = (MODULE.sample_z(c, tiles * tiles, rng) for _ in range(2))
+    frames = []
+    for t in numpy.linspace(0.0, 8.0, o["interpolation_num_steps"]):
+        z = slerp(t, low, high).astype(numpy.float32)
+        frames.append(tile(to_uint8(render(trained.models["gen_ema"], z, o["seed"])), ncol=tiles))
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(os.path.join(out, name + ".gif"), save_all=True, append_images=images[1:],
+                   duration=80, loop=0)
+    if o["save_frames"]:
+        os.makedirs(os.path.join(out, name))
+        for i, f in enumerate(frames):
+            save_jpeg(f, os.path.join(out, name, f"{i}.jpg"))
+    click.echo(f"interpolation generated at {os.path.join(out, name)}.gif", err=True)
+
+
+def move_aside(folder):
+    """folder -> folder-old-K (the first free K); returns the new name."""
+    k = 1
+    while os.path.exists(f"{folder}-old-{k}"):
+        k += 1
+    os.rename(folder, f"{folder}-old-{k}")
+    return f"{folder}-old-{k}"
+
+
+def train(o, results, models_dir, device):
+    """Train NAME: continue its latest (or --load-from) checkpoint unless --new."""
+    path, n = (None, None) if o["new"] else checkpoint(models_dir, o["load_from"])
+    size = o["image_size"]
+    if size < 32 or size & (size - 1):
+        raise click.UsageError(f"--image-size {size} must be a power of 2, at least 32")
+    seed_everything(o["seed"])
+    config = snapshot_config(path, MODULE) if path else None
+    size = config.size if config else size
+    channels = config.channels if config else (1 if o["greyscale"] else 3)
+    if not os.path.isdir(o["data"]):
+        raise DatasetError(f"--data {o['data']}: no such folder")
+    dataset = ImageFolderDataset(o["data"], size=size, channels=channels,
+                                 flip=o["dataset_aug_prob"] > 0)
+    if config is None:
+        aug_prob = o["aug_prob"]
+        if aug_prob is None:        # lucidrains' rule for small datasets
+            aug_prob = min(0.5, (1e5 - len(dataset)) * 3e-6) if len(dataset) < 1e5 else 0.0
+            click.echo(f"autosetting augmentation probability to {round(aug_prob * 100)}%",
+                       err=True)
+        config = MODULE.Config.for_data(
+            dataset.shape, aug_prob=aug_prob, aug_types=o["aug_types"], alpha=o["learning_rate"],
+            gradient_accumulate_every=o["gradient_accumulate_every"],
+            disc_output_size=o["disc_output_size"], fmap_max=o["fmap_max"], n_z=o["latent_dim"])
+    click.echo(f"data: {dataset.describe()}", err=True)
+    if o["new"]:
+        for folder in (results, models_dir):
+            if os.path.exists(folder):
+                click.echo(f"--new: moved the earlier {folder} to {move_aside(folder)}", err=True)
+    models, optimizers = MODULE.build(config)
+    updater = MODULE.Updater(config, models, optimizers, device)
+    iterator = BatchIterator(dataset, o["batch_size"] * config.minibatches(), shuffle=True,
+                             seed=o["seed"], n_workers=o["workers"])
+    every = o["save_every"]
+    trainer = Trainer(updater, iterator, results, o["num_train_steps"],
+                      log_interval=o["log_every"], snapshot_interval=every,
+                      sample_interval=o["evaluate_every"],
+                      sample=sampler(results, config, o["seed"], o["num_image_tiles"],
+                                     o["evaluate_every"]),
+                      meta=snapshot_meta(GAN, config, o), seed=o["seed"], keep_snapshots=10 ** 9,
+                      snapshot_dir=models_dir, snapshot_glob="model_*.h5",
+                      snapshot_name=lambda step: f"model_{math.ceil(step / every)}.h5")
+    if path:
+        trainer.load_snapshot(path)
+        click.echo(f"continuing from {path} (step {trainer.iteration})", err=True)
+    with open(os.path.join(models_dir, "config.json"), "w", encoding="utf-8") as f:
+        json.dump({"config": config.to_dict(), "options": o}, f, indent=1)
+    with iterator:
+        status = trainer.run()
+    click.echo(f"results in {results}, models in {models_dir}", err=True)
+    if status == "interrupted":
+        raise SystemExit(130)
+
+
+@click.command("lightweight")
+@option("data", default="./data", show_default=True, help="Folder of training images.")
+@option("results_dir", default="./results", show_default=True)
+@option("models_dir", default="./models", show_default=True)
+@option("name", default="default", show_default=True, help="Run name: results/NAME, models/NAME.")
+@option("new", is_flag=True, help="Start over; the old folders move to NAME-old-K (kept).")
+@option("load_from", type=int, default=-1, show_default=True,
+        help="Checkpoint number to continue or generate from; -1: the latest.")
+@option("image_size", type=int, default=256, show_default=True, help="A power of 2, >= 32.")
+@option("batch_size", type=click.IntRange(1), default=10, show_default=True)
+@option("gradient_accumulate_every", type=click.IntRange(1), default=4, show_default=True)
+@option("num_train_steps", type=click.IntRange(1), default=150_000, show_default=True)
+@option("learning_rate", type=float, default=2e-4, show_default=True)
+@option("save_every", type=click.IntRange(1), default=1000, show_default=True)
+@option("evaluate_every", type=click.IntRange(1), default=1000, show_default=True)
+@option("generate", is_flag=True, help="Write images of G and its EMA, then exit.")
+@option("generate_types", default="default,ema", show_default=True)
+@option("num_image_tiles", type=click.IntRange(1), default=8, show_default=True)
+@option("generate_interpolation", is_flag=True, help="Write a GIF of latent walks, then exit.")
+@option("interpolation_num_steps", type=click.IntRange(2), default=100, show_default=True)
+@option("save_frames", is_flag=True, help="With --generate-interpolation: the frames too.")
+@option("aug_prob", type=click.FloatRange(0, 1), default=None,
+        help="Probability per batch of augmenting D's input [default: lucidrains' rule, from "
+             "the dataset size].")
+@option("aug_types", default="cutout,translation", show_default=True,
+        help="Of color, cutout, translation (offset, offset_h, offset_v: not yet).")
+@option("dataset_aug_prob", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+        help="> 0: random horizontal flips of the real images (with probability 1/2).")
+@option("greyscale", is_flag=True)
+@option("transparent", is_flag=True, help="Not supported yet (RGBA images).")
+@option("fmap_max", type=click.IntRange(8), default=512, show_default=True,
+        help="The widest feature map.")
+@option("latent_dim", type=click.IntRange(1), default=256, show_default=True,
+        help="minigan: dimensions of z.")
+@option("disc_output_size", type=click.Choice(["1", "5"]), default="5", show_default=True)
+@option("calculate_fid_every", type=int, default=None, help="Not available yet.")
+@option("attn_res_layers", default=None, help="Not supported (linear attention).")
+@option("antialias", is_flag=True, help="Not supported.")
+@option("dual_contrast_loss", is_flag=True, help="Not supported.")
+@option("show_progress", is_flag=True, help="Not supported yet.")
+@option("seed", type=click.IntRange(0), default=42, show_default=True)
+@option("gpu", type=int, default=-1, show_default=True, help="CUDA device; -1: the CPU.")
+@option("log_every", type=click.IntRange(1), default=50, show_default=True,
+        help="minigan: a log.jsonl line every N steps.")
+@option("workers", type=click.IntRange(0), default=1, show_default=True,
+        help="minigan: threads preparing batches.")
+@user_errors
+def lightweight_command(**o):
+    """Train Lightweight GAN (FastGAN) with lucidrains' lightweight_gan flags."""
+    o["disc_output_size"] = int(o["disc_output_size"])
+    if o["transparent"]:
+        raise click.UsageError("--transparent: RGBA training images are not supported yet")
+    for flag in UNSUPPORTED:
+        if o[flag]:
+            click.echo(f"--{flag.replace('_', '-')}: not supported by minigan; ignored", err=True)
+    if o["calculate_fid_every"]:
+        click.echo("--calculate-fid-every: FID is not available in minigan yet; ignored",
+                   err=True)
+    bad = [t for t in o["aug_types"].split(",") if t and t not in ("color", "cutout",
+                                                                    "translation")]
+    if bad:
+        raise click.UsageError(f"--aug-types {','.join(bad)}: not supported yet (color, "
+                               "cutout, translation are)")
+    device = backend.Device(o["gpu"])
+    results = os.path.join(o["results_dir"], o["name"])
+    models_dir = os.path.join(o["models_dir"], o["name"])
+    if o["generate"] or o["generate_interpolation"]:
+        generate(o, o["results_dir"], models_dir, device)
+        return
+    train(o, results, models_dir, device)

@@ -1,0 +1,352 @@
+"""Lightweight GAN (FastGAN): few-shot high-resolution synthesis with a light G and a
+self-supervised D.
+
+Liu, Zhu, Song and Elgammal, "Towards Faster and Stabilized GAN Training for High-fidelity
+Few-shot Image Synthesis", ICLR 2021 (arXiv:2101.04775); the command line and training schedule
+follow lucidrains' lightweight-gan 1.2.1, the tool its users come from.
+
+What is new:
+  - skip-layer excitation (SLE): a low-resolution feature gates the channels of one 16 times
+    larger, SLE(low, high) = high * sigmoid(conv1x1(swish(conv4x4(pool4(low))))), for the pairs
+    8->128, 16->256, 32->512, 64->1024 (paper Figure 3): a short gradient path across scales at
+    the cost of a channel-wise product;
+  - a self-supervised D: on real images, simple decoders reconstruct the whole image from D's
+    8 x 8 feature and a random quadrant from the matching quadrant of its 16 x 16 feature, so D
+    must learn features that describe the image, which is what keeps it from overfitting a
+    hundred images (paper section 3.2);
+  - a G of single-conv up-blocks and a D of two-branch down-blocks (minigan/links/fastgan.py):
+    a step costs a fraction of StyleGAN2's, so a few hours on one GPU suffice.
+
+Losses (hinge, paper eq. 4, 5), on D's two heads (the 8 x 8 feature's and lucidrains' small head
+on the image resized to 32 x 32), with x_real and x_fake both DiffAugmented before D:
+
+    L_D = sum_heads E relu(1 - D(x_real)) + E relu(1 + D(x_fake))  +  L_recon  (+ L_gp)
+    L_recon = || dec1(f_8) - T1(x_real) ||^2 + || dec2(crop_q(f_16)) - T2(crop_q(x_real)) ||^2
+    L_G = -sum_heads E D(G(z))
+    L_gp = 10 E ||grad_x D(x)||^2 over the real batch and the augmented fake batch, every 4th
+           step (lucidrains 1.2.1; the gradient of both heads' sums), by double backprop
+
+T1, T2 resize to the decoders' size (128 px, or the image's / the quadrant's when smaller) by
+average pooling. The paper's L_recon is LPIPS; this uses MSE as lucidrains (LPIPS needs network
+weights this project cannot ship), or L1 (recon_loss='l1').
+
+Defaults and their sources:
+    z ~ N(0, I), 256 dimensions                          lucidrains (latent_dim)
+    G widths at 256 px 4:256 8:512 16:512 32:256 64:128 128:64 256:32, min(512, 8192 / res)
+                                                         lucidrains (fmap_max 512, coef 12)
+    D widths min(512, 4096 / res): 8:512 16:256 32:128    lucidrains' D table
+    SLE pairs 8->128 ... 64->1024; below 128 px one pair 8->size so the idea is present
+                                                         paper (the small-size pair: minigan)
+    D output 5 x 5 logits (disc_output_size 5) or 1 x 1   paper / lucidrains' CLI
+    Adam(2e-4, betas (0.5, 0.9))                          lucidrains (the paper: 2e-4, 0.5, 0.999)
+    gradient penalty 10 every 4 steps; hflip + DiffAugment with probability aug_prob per batch,
+      types cutout,translation                           lucidrains 1.2.1
+    EMA of G: beta 0.995, every 10 steps after step 20000, reset to G at steps 1000 k + 2 up to
+      25000                                              lucidrains 1.2.1 (BN statistics copied)
+    weights N(0, 0.02), BN eps 1e-5 momentum 0.1          the FastGAN code
+Left out (optional in the issue): linear attention (attn_res_layers), antialias (blur), the dual
+contrastive loss.
+"""
+import dataclasses
+
+import numpy
+
+import minigan
+from .. import functions as F
+from .. import links as L
+from .. import training
+from ..augment import TRANSFORMS, diff_augment
+from ..core import Variable, no_backprop_mode, using_config
+from ..links import fastgan as B
+from ..optimizers import Adam, ExponentialMovingAverage
+from . import base
+from .base import sample_z  # noqa: F401 (this GAN's noise)
+
+
+def paper_sle(size):
+    """The paper's SLE pairs (low, high) that fit size; one pair 8 -> size below 128 px."""
+    pairs = tuple((low, 16 * low) for low in (8, 16, 32, 64) if 16 * low <= size)
+    return pairs or (((8, size),) if size >= 16 else ())
+
+
+@dataclasses.dataclass
+class Config(base.Config):
+    size: int = 256
+    channels: int = 3               # 1 greyscale, 3 RGB, 4 transparent
+    n_z: int = 256
+    fmap_max: int = 512
+    sle: tuple = ((8, 128), (16, 256))
+    disc_output_size: int = 5
+    recon_loss: str = "mse"         # 'mse' (lucidrains) or 'l1'
+    gp_every: int = 4               # 0: no gradient penalty
+    gp_weight: float = 10.0
+    aug_prob: float = 0.0           # per batch; the command applies lucidrains' rule when unset
+    aug_types: str = "cutout,translation"
+    gradient_accumulate_every: int = 1
+    alpha: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.9
+    ema_beta: float = 0.995
+    ema_every: int = 10
+    ema_start: int = 20000
+    ema_reset_every: int = 1000
+    ema_reset_until: int = 25000
+
+    @classmethod
+    def for_data(cls, shape, **overrides):
+        """Square images of a power-of-2 side >= 32 with 1, 3 or 4 channels."""
+        if len(tuple(shape)) != 3:
+            raise base.ConfigError(f"lightweight needs images (C, H, W), not data of shape {shape}")
+        ch, h, w = shape
+        size = overrides.get("size", h)
+        if h != w or size < 32 or size & (size - 1):
+            raise base.ConfigError(f"lightweight: image size {h}x{w} must be square, a power of "
+                                   "2 and at least 32 (32, 64, 128, 256, 512, 1024)")
+        if ch not in (1, 3, 4):
+            raise base.ConfigError(f"lightweight: {ch} channels; 1 (greyscale), 3 or 4 "
+                                   "(transparent)")
+        fields = {"size": size, "channels": ch, "sle": paper_sle(size), **overrides}
+        return cls.create(**fields)
+
+    def __post_init__(self):
+        self.sle = tuple(tuple(p) for p in self.sle)
+        if self.disc_output_size not in (1, 5):
+            raise base.ConfigError("lightweight: disc_output_size must be 1 or 5")
+        if self.recon_loss not in ("mse", "l1"):
+            raise base.ConfigError("lightweight: recon_loss must be 'mse' or 'l1'")
+        unknown = [t for t in self.aug_types.split(",") if t and t not in TRANSFORMS]
+        if unknown:
+            raise base.ConfigError(f"lightweight: aug type(s) {','.join(unknown)} not supported; "
+                                   f"choose from {','.join(TRANSFORMS)}")
+
+    def minibatches(self):
+        return self.gradient_accumulate_every      # each accumulation step has its own batch
+
+
+FLAGS = {}
+DATASETS = ("folder",)
+TRAINING = {"iterations": 150_000, "batch_size": 10}
+
+
+# -- networks ----------------------------------------------------------------------------------
+
+def g_width(c, res):
+    """G's channels at resolution res: n_z at 4, then min(fmap_max, 8192 / res)."""
+    return c.n_z if res == 4 else min(c.fmap_max, 8192 // res)
+
+
+def d_width(c, res):
+    """D's channels at resolution res: min(fmap_max, 4096 / res)."""
+    return min(c.fmap_max, 4096 // res)
+
+
+def resolutions(size, start):
+    """start, 2 start, ..., size."""
+    out = [start]
+    while out[-1] < size:
+        out.append(out[-1] * 2)
+    return out
+
+
+class Generator(L.Chain):
+    """G(z): z (N, n_z) -> (N, C, size, size) in [-1, 1]."""
+
+    def __init__(self, c, dtype=numpy.float32):
+        super().__init__()
+        self.res = resolutions(c.size, 8)
+        self.init = B.InitBlock(c.n_z, g_width(c, 4), dtype)           # (N, n_z, 4, 4)
+        widths = [g_width(c, r) for r in [4] + self.res]
+        self.ups = L.Sequential(*[B.UpBlock(a, b, dtype=dtype) for a, b in zip(widths, widths[1:])])
+        self.sle = {high: low for low, high in c.sle}
+        for low, high in c.sle:
+            setattr(self, f"sle{high}", B.SLE(g_width(c, low), g_width(c, high), dtype))
+        self.out = B.conv(widths[-1], c.channels, 3, 1, 1, nobias=False, dtype=dtype)
+
+    def noise_shapes(self, n):
+        """The shapes of the noise maps of the up-blocks, (N, 1, res, res) each."""
+        return [(n, 1, r, r) for r in self.res]
+
+    def forward(self, z, noise=None):
+        """noise: None (NumPy's global generator), a RandomState to draw from, or the maps."""
+        if noise is not None and not isinstance(noise, (list, tuple)):
+            noise = [noise.standard_normal(s) for s in self.noise_shapes(len(z))]
+        h = self.init(z)
+        feats = {4: h}
+        for i, r in enumerate(self.res):
+            h = self.ups[i](h, None if noise is None else noise[i])    # (N, C_r, r, r)
+            if r in self.sle:
+                h = getattr(self, f"sle{r}")(feats[self.sle[r]], h)
+            feats[r] = h
+        return F.tanh(self.out(h))                                      # (N, C, size, size)
+
+
+class Discriminator(L.Chain):
+    """D(x) -> (logits (N, 1, k, k), small head's (N, 1, 1, 1), f_8 (N, ., 8, 8), f_16)."""
+
+    def __init__(self, c, dtype=numpy.float32):
+        super().__init__()
+        self.size = c.size
+        res = resolutions(c.size, 8)[::-1]                              # size ... 16, 8
+        self.stem = B.conv(c.channels, d_width(c, c.size), 3, 1, 1, nobias=False, dtype=dtype)
+        self.downs = L.Sequential(*[B.DownBlock(d_width(c, a), d_width(c, b), dtype)
+                                    for a, b in zip(res, res[1:])])
+        c8 = d_width(c, 8)
+        if c.disc_output_size == 5:         # paper: 8 -> 5 by a valid 4 x 4 conv
+            self.logits = L.Sequential(B.conv(c8, c8, 1, dtype=dtype), B.bn(c8, dtype=dtype),
+                                       B.lrelu, B.conv(c8, 1, 4, nobias=False, dtype=dtype))
+        else:                               # lucidrains: 8 -> 4 -> 1
+            self.logits = L.Sequential(B.conv(c8, c8, 3, 2, 1, dtype=dtype), B.bn(c8, dtype=dtype),
+                                       B.lrelu, B.conv(c8, 1, 4, nobias=False, dtype=dtype))
+        # lucidrains' second head on the image at 32 x 32 (without its attention layers)
+        s1, s2 = min(c.fmap_max, 64), min(c.fmap_max, 32)
+        self.small = L.Sequential(B.conv(c.channels, s1, 3, 1, 1, nobias=False, dtype=dtype),
+                                  B.lrelu, B.DownBlock(s1, s2, dtype),
+                                  lambda h: F.adaptive_average_pooling_2d(h, 4),
+                                  B.conv(s2, 1, 4, nobias=False, dtype=dtype))
+        self.r1, self.r2 = min(128, c.size), min(128, c.size // 2)
+        self.dec1 = B.SimpleDecoder(c8, c.channels, (self.r1 // 8).bit_length() - 1, dtype)
+        self.dec2 = B.SimpleDecoder(d_width(c, 16), c.channels,
+                                    (self.r2 // 8).bit_length() - 1, dtype)
+
+    def forward(self, x):
+        h = B.lrelu(self.stem(x))                                       # (N, ., size, size)
+        f16 = None
+        for block in self.downs:
+            h = block(h)
+            if h.shape[2] == 16:
+                f16 = h
+        y = self.logits(h)                                              # (N, 1, k, k)
+        y_small = self.small(shrink(x, 32))                             # (N, 1, 1, 1)
+        return y, y_small, h, f16
+
+
+def shrink(x, size):
+    """x (N, C, S, S) average-pooled to (N, C, size, size); S / size is a power of 2."""
+    k = x.shape[2] // size
+    return x if k == 1 else F.average_pooling_2d(x, k)
+
+
+# -- losses ------------------------------------------------------------------------------------
+
+def loss_discriminator(y_real, y_fake):
+    """Hinge: E relu(1 - D(x_real)) + E relu(1 + D(x_fake))."""
+    return F.mean(F.relu(1.0 - y_real)) + F.mean(F.relu(1.0 + y_fake))
+
+
+def loss_generator(y_fake):
+    """L_G = -E D(G(z))."""
+    return -F.mean(y_fake)
+
+
+def loss_reconstruction(D, x, f8, f16, quadrant, kind="mse"):
+    """Decoder 1 rebuilds x from f_8; decoder 2 the quadrant (qy, qx) of x from f_16's."""
+    dist = F.mean_squared_error if kind == "mse" else F.mean_absolute_error
+    loss = dist(D.dec1(f8), shrink(x, D.r1))
+    qy, qx = quadrant
+    h, s = f16.shape[2] // 2, x.shape[2] // 2
+    part = F.get_item(f16, (slice(None), slice(None), slice(qy * h, (qy + 1) * h),
+                            slice(qx * h, (qx + 1) * h)))                # (N, ., 8, 8)
+    crop = F.get_item(x, (slice(None), slice(None), slice(qy * s, (qy + 1) * s),
+                          slice(qx * s, (qx + 1) * s)))                  # (N, C, S/2, S/2)
+    return loss + dist(D.dec2(part), shrink(crop, D.r2))
+
+
+def gradient_penalty(outputs, inputs, weight):
+    """weight E ||grad_x sum(outputs)||^2 over the images of all inputs, differentiable."""
+    total = sum(F.sum(y) for y in outputs)
+    grads = minigan.grad(total, inputs, create_graph=True)
+    g = F.concat([F.reshape(gi, (len(gi), -1)) for gi in grads], axis=0)   # (2N, C H W)
+    return weight * F.mean(F.sum(g * g, axis=1))
+
+
+def augment(c, x):
+    """lucidrains' AugWrapper: with probability aug_prob per batch, a horizontal flip of the
+    whole batch with probability 1/2, then DiffAugment of aug_types."""
+    if not (c.aug_prob > 0 and numpy.random.uniform() < c.aug_prob):
+        return x
+    if numpy.random.uniform() >= 0.5:
+        x = F.get_item(x, (slice(None), slice(None), slice(None), slice(None, None, -1)))
+    policy = ",".join(t for t in TRANSFORMS if t in c.aug_types.split(","))
+    return diff_augment(x, policy) if policy else x
+
+
+# -- one iteration -----------------------------------------------------------------------------
+
+def build(c):
+    """G, D, the EMA of G (a copy of G to start) and Adam for G and D."""
+    G, D = Generator(c), Discriminator(c)
+    models = {"gen": G, "dis": D, "gen_ema": G.copy()}
+    opt = lambda net: Adam(c.alpha, c.beta1, c.beta2).setup(net)
+    return models, {"gen": opt(G), "dis": opt(D)}
+
+
+def generate(G, z, rng=None):
+    """G(z) as an array, in test mode (BN's running statistics); noise from rng if given."""
+    with no_backprop_mode(), using_config("train", False):
+        return G(z, rng).array
+
+
+class Updater(training.Updater):
+    """lucidrains' Trainer.train step: D (hinge + recon (+ penalty)), G, then the EMA."""
+
+    def __init__(self, config, models, optimizers, device=-1):
+        super().__init__(config, models, optimizers, device)
+        self.ema = ExponentialMovingAverage(models["gen"], config.ema_beta)
+        self.ema.avg = models["gen_ema"]
+        self.step, self.last_penalty = 0, 0.0
+
+    def state_dict(self):
+        return {"step": self.step, "last_penalty": self.last_penalty}
+
+    def load_state_dict(self, state):
+        self.step, self.last_penalty = int(state["step"]), float(state["last_penalty"])
+
+    def update(self, batch):
+        c, G, D = self.config, self.models["gen"], self.models["dis"]
+        acc = c.gradient_accumulate_every
+        x_all = self.to_device(batch)                                   # (acc m, C, S, S)
+        m = len(x_all) // acc
+        penalize = c.gp_every > 0 and self.step % c.gp_every == 0
+        sums = {"loss/dis": 0.0, "loss/dis_small": 0.0, "loss/recon": 0.0, "loss/gen": 0.0}
+        D.cleargrads()
+        for t in range(acc):
+            x_real = Variable(x_all[t * m:(t + 1) * m])                 # (m, C, S, S)
+            with no_backprop_mode():
+                x_fake = augment(c, Variable(G(self.to_device(sample_z(c, m))).array))
+            x_fake = Variable(x_fake.array)             # D's input: the penalty's other point
+            y_fake, ys_fake, _, _ = D(x_fake)
+            x_in = augment(c, x_real)
+            y_real, ys_real, f8, f16 = D(x_in)
+            quadrant = divmod(int(numpy.random.randint(4)), 2)
+            recon = loss_reconstruction(D, x_in, f8, f16, quadrant, c.recon_loss)
+            divergence = loss_discriminator(y_real, y_fake)
+            divergence_small = loss_discriminator(ys_real, ys_fake)
+            loss = divergence + divergence_small + recon
+            if penalize:
+                penalty = gradient_penalty([y_real, ys_real, y_fake, ys_fake], [x_real, x_fake],
+                                           c.gp_weight)
+                loss = loss + penalty
+                self.last_penalty = float(penalty.array)
+            (loss / acc).backward(inputs=D.params())
+            sums["loss/dis"] += float(divergence.array) / acc
+            sums["loss/dis_small"] += float(divergence_small.array) / acc
+            sums["loss/recon"] += float(recon.array) / acc
+        self.optimizers["dis"].update()
+
+        G.cleargrads()
+        for t in range(acc):
+            y_fake, ys_fake, _, _ = D(augment(c, G(self.to_device(sample_z(c, m)))))
+            loss_G = loss_generator(y_fake) + loss_generator(ys_fake)
+            (loss_G / acc).backward(inputs=G.params())
+            sums["loss/gen"] += float(loss_generator(y_fake).array) / acc
+        self.optimizers["gen"].update()
+
+        # lucidrains' schedule: average every ema_every steps after ema_start; before
+        # ema_reset_until, restart the average from G every ema_reset_every steps (at k + 2)
+        s = self.step
+        if s % c.ema_every == 0 and s > c.ema_start:
+            self.ema.update()
+        if s <= c.ema_reset_until and s % c.ema_reset_every == 2 % c.ema_reset_every:
+            self.ema.reset()
+        self.step += 1
+        return {**sums, "dis/penalty": self.last_penalty}

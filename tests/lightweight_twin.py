@@ -1,0 +1,104 @@
+"""A PyTorch twin of Lightweight GAN's G and D (torch.nn, weights copied from minigan's), for
+tests/test_lightweight.py and benchmarks/lightweight_speed.py."""
+import numpy
+
+from minigan.gans import lightweight as lw
+
+
+def torch_twin(c, G, D):
+    """torch.nn modules of the same layers, weights copied from minigan's; float64."""
+    import torch
+    nn, tF = torch.nn, torch.nn.functional
+    t = lambda a: torch.tensor(numpy.asarray(a), dtype=torch.float64)
+
+    def conv(link, k=None):
+        W = link.W.array
+        m = nn.Conv2d(W.shape[1], W.shape[0], W.shape[2], link.stride, link.pad,
+                      bias=link.b is not None).double()
+        m.weight.data = t(W)
+        if link.b is not None:
+            m.bias.data = t(link.b.array)
+        return m
+
+    def bn(link):
+        m = nn.BatchNorm2d(link.size, eps=link.eps, momentum=0.1).double()
+        m.weight.data, m.bias.data = t(link.gamma.array), t(link.beta.array)
+        return m
+
+    class Up(nn.Module):
+        def __init__(self, blk):
+            super().__init__()
+            self.conv, self.bn = conv(blk.conv), bn(blk.bn)
+            self.w = nn.Parameter(t(blk.noise.weight.array)) if blk.noise else None
+
+        def forward(self, x, noise=None):
+            h = self.conv(tF.interpolate(x, scale_factor=2, mode="nearest"))
+            if self.w is not None:
+                h = h + self.w.view(1, -1, 1, 1) * noise
+            return tF.glu(self.bn(h), dim=1)
+
+    class SLE(nn.Module):
+        def __init__(self, blk):
+            super().__init__()
+            self.c4, self.c1 = conv(blk.conv4), conv(blk.conv1)
+
+        def forward(self, low, high):
+            h = tF.adaptive_avg_pool2d(low, 4)
+            return high * torch.sigmoid(self.c1(tF.silu(self.c4(h))))
+
+    class Down(nn.Module):
+        def __init__(self, blk):
+            super().__init__()
+            m, d = blk.main, blk.direct
+            lr = nn.LeakyReLU(0.2)
+            self.main = nn.Sequential(conv(m[0]), bn(m[1]), lr, conv(m[3]), bn(m[4]), lr)
+            self.direct = nn.Sequential(nn.AvgPool2d(2), conv(d[1]), bn(d[2]), lr)
+
+        def forward(self, x):
+            return self.main(x) + self.direct(x)
+
+    class TG(nn.Module):
+        def __init__(self):
+            super().__init__()
+            dc = nn.ConvTranspose2d(c.n_z, 2 * lw.g_width(c, 4), 4, bias=False).double()
+            dc.weight.data = t(G.init.deconv.W.array)
+            self.init, self.init_bn = dc, bn(G.init.bn)
+            self.ups = nn.ModuleList([Up(b) for b in G.ups])
+            self.sles = nn.ModuleDict({str(h): SLE(getattr(G, f"sle{h}")) for _, h in c.sle})
+            self.out = conv(G.out)
+
+        def forward(self, z, noise):
+            h = tF.glu(self.init_bn(self.init(z[:, :, None, None])), dim=1)
+            feats = {4: h}
+            for i, r in enumerate(G.res):
+                h = self.ups[i](h, noise[i])
+                if str(r) in self.sles:
+                    h = self.sles[str(r)](feats[G.sle[r]], h)
+                feats[r] = h
+            return torch.tanh(self.out(h))
+
+    class TD(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = conv(D.stem)
+            self.downs = nn.ModuleList([Down(b) for b in D.downs])
+            lg = D.logits
+            self.logits = nn.Sequential(conv(lg[0]), bn(lg[1]), nn.LeakyReLU(0.2), conv(lg[3]))
+            s = D.small
+            self.small = nn.Sequential(conv(s[0]), nn.LeakyReLU(0.2), Down(s[2]),
+                                       nn.AdaptiveAvgPool2d(4), conv(s[4]))
+            self.dec1 = nn.ModuleList([Up(b) for b in D.dec1.ups] + [conv(D.dec1.out)])
+            self.dec2 = nn.ModuleList([Up(b) for b in D.dec2.ups] + [conv(D.dec2.out)])
+
+        def forward(self, x):
+            h = tF.leaky_relu(self.stem(x), 0.2)
+            for blk in self.downs:
+                h = blk(h)
+            k = x.shape[2] // 32
+            small = self.small(tF.avg_pool2d(x, k) if k > 1 else x)
+            d = h
+            for layer in self.dec1[:-1]:
+                d = layer(d)
+            return self.logits(h), small, torch.tanh(self.dec1[-1](d))
+
+    return torch, TG(), TD()
