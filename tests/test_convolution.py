@@ -220,7 +220,8 @@ def test_batch_last_route_equals_the_nchw_route(deconv, case, monkeypatch):
         monkeypatch.setattr(last, name, lambda *a, _f=fn, _n=name: used.append(_n) or _f(*a))
     got = _results(deconv, case, arrays)
     assert {"deconv" if deconv else "conv", "grad_w"} <= set(used)
-    monkeypatch.setattr(last, "applies", lambda *a: False)
+    from minigan.functions import im2col
+    monkeypatch.setattr(im2col, "batch_last", lambda *a: False)
     for g, w in zip(got, _results(deconv, case, arrays)):
         numpy.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
 
@@ -248,11 +249,29 @@ def test_dcgan_1x1_input_layer_is_no_padded_convolution(n, monkeypatch):
 
 def test_device_arrays_keep_the_raw_kernels(monkeypatch):
     """Arrays the kernels serve (CuPy's; NumPy's in the host emulation) never go batch-last."""
-    from minigan.functions import im2col_last as last
+    from minigan.functions import im2col
     x = numpy.zeros((64, 8, 4, 4))
-    assert last.applies(x, 1, (1, 1), 16)
+    assert im2col.batch_last(x, 1, (1, 1), 16)
     monkeypatch.setattr(minigan.cuda, "enabled", lambda a: True)
-    assert not last.applies(x, 1, (1, 1), 16)
+    assert not im2col.batch_last(x, 1, (1, 1), 16)
+
+
+@pytest.mark.parametrize("args, want", [
+    # (x shape, ksize, stride, pad, copies, flipped copies, GEMM columns, columns given)
+    (((1, 128, 256, 256), (3, 3), (1, 1), (1, 1), 128, 3, 65536, None), "flipped"),
+    (((1, 128, 256, 256), (3, 3), (2, 2), (1, 1), 128, 3, 16384, None), "nchw"),    # stride 2
+    (((1, 128, 256, 256), (1, 1), (1, 1), (0, 0), 128, 3, 65536, None), "nchw"),    # 1 x 1
+    (((1, 128, 256, 256), (3, 3), (1, 1), (1, 1), 128, 3, 65536, "col"), "nchw"),   # shared
+    (((64, 64, 7, 7), (4, 4), (2, 2), (1, 1), 64, 64, 16, None), "batch_last"),
+    (((3, 64, 7, 7), (4, 4), (2, 2), (1, 1), 64, 64, 16, None), "nchw"),            # N < 4
+    (((64, 64, 32, 32), (4, 4), (2, 2), (1, 1), 64, 64, 256, None), "nchw"),        # P > 64
+])
+def test_route_picks_one_form_per_product(args, want):
+    from minigan.functions import im2col
+    shape, k, s, p, copies, flipped, columns, col = args
+    x = numpy.zeros(shape, numpy.float32) if numpy.prod(shape) < 1e6 else \
+        numpy.lib.stride_tricks.as_strided(numpy.zeros(1, numpy.float32), shape, (0,) * 4)
+    assert im2col.route(x, k, s, p, (1, 1), 1, copies, flipped, columns, col) == want
 
 
 # -- im2col / col2im against the definition -------------------------------------------------------

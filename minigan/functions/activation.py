@@ -30,24 +30,29 @@ class LeakyReLU(FunctionNode):
     def forward(self, inputs):
         x, = inputs
         self.retain_inputs((0,))
+        if not _leaky_fast(x, self.slope):
+            return _xp(x).where(x >= 0, x, x * x.dtype.type(self.slope)),     # the definition
         if cuda.enabled(x):         # one pass instead of a mask, a product and a select
             return _leaky_kernel("leaky_relu_forward", self.slope, x),
-        y = x * x.dtype.type(self.slope)
         # for 0 <= slope <= 1, max(x, slope x) is the select, without where's slow branches
-        if 0 <= self.slope <= 1:
-            return _xp(x).maximum(x, y, out=y),
-        return _xp(x).where(x >= 0, x, y),
+        y = x * x.dtype.type(self.slope)
+        return _xp(x).maximum(x, y, out=y),
 
     def backward(self, indexes, grad_outputs):
         x, = self.get_retained_inputs()
         gy, = grad_outputs
+        xp, slope = _xp(x.array), gy.dtype.type(self.slope)
+        if not _leaky_fast(x.array, self.slope):
+            return gy * xp.where(x.array >= 0, gy.dtype.type(1), slope),     # the definition
         if cuda.enabled(x.array) and not config.enable_backprop:    # plain arrays suffice
             return _leaky_kernel("leaky_relu_backward", self.slope, x.array, gy.array),
-        xp, slope = _xp(x.array), gy.dtype.type(self.slope)
-        if 0 <= self.slope <= 1:    # dy/dx = max([x >= 0], slope): 1 or slope, in gy's dtype
-            mask = (x.array >= 0).astype(gy.dtype)
-            return gy * xp.maximum(mask, slope, out=mask),
-        return gy * xp.where(x.array >= 0, gy.dtype.type(1), slope),
+        mask = (x.array >= 0).astype(gy.dtype)      # dy/dx = max([x >= 0], slope)
+        return gy * xp.maximum(mask, slope, out=mask),
+
+
+def _leaky_fast(x, slope):
+    """Whether leaky ReLU may take its faster forms (the kernel, or max instead of where)."""
+    return 0 <= slope <= 1 or cuda.enabled(x)
 
 
 def _leaky_kernel(name, slope, *arrays):

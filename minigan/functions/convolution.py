@@ -11,16 +11,14 @@ The transposed convolution (deconvolution_2d) is the x-gradient of a convolution
 is GEMM + col2im and its gradients are a convolution (gx) and Convolution2DGradW (gW). Every
 backward is written with these three differentiable nodes, so every order of derivative works.
 
-Columns cost memory traffic (kh kw times the image they come from), and that, not the GEMM, is
-what makes a conv slow when one side has few channels. With stride 1 a convolution equals a
-transposed one with the kernel turned by 180 degrees (_flip_t), so each of the three products
-builds the fewer columns, C kh kw per output pixel or Cout kh kw per input pixel: pix2pix's
-last 128 -> 3 layer goes from 297 ms to 38 ms (forward + backward; PyTorch: 174 ms), and
-DCGAN's ConvT(100 -> 128) from 1 x 1 to 4 x 4 stays a GEMM + col2im (as a convolution of the
-padded 7 x 7 input it would do 16 times the work).
-
-With N samples of few output pixels (P <= 64), N GEMMs of P columns run far below BLAS's
-rate; im2col_last.py then works in a (C, H, W, N) layout, with one GEMM for the whole batch.
+Each product opens with that plain path; im2col.route picks one of two faster forms where they
+pay, and every form is tested equal to the plain one to every order:
+- 'flipped': with stride 1 a convolution equals a transposed one with the kernel turned by 180
+  degrees (_flip_t), so a product builds the fewer columns, C kh kw per output pixel or Cout kh kw
+  per input pixel (pix2pix's last 128 -> 3 layer; DCGAN's ConvT(100 -> 128) from 1 x 1 stays a
+  GEMM + col2im, where the padded 7 x 7 convolution would do 16 times the work);
+- 'batch_last': N samples of few output pixels in a (C, H, W, N) layout, one GEMM for the whole
+  batch (im2col_last.py). The measured gains are in benchmarks/README.md.
 """
 import operator
 
@@ -76,10 +74,12 @@ def _flip_t(W, G):
     return V[:, :, ::-1, ::-1]
 
 
-def _flipped_pad(ksize, s, p, d):
-    """The pad d(k-1) - p of the flipped stride-1 formulation, or None where there is none."""
-    pads = tuple(di * (k - 1) - pi for k, pi, di in zip(ksize, p, d))
-    return pads if s == (1, 1) and min(pads) >= 0 and tuple(ksize) != (1, 1) else None
+def _conv_route(x, Co, kh, kw, s, p, d, G, oh, ow, col=None):
+    """im2col.route for y = conv(x): its im2col copies C oh ow values per tap, the flipped
+    twin's Cout H W (the two tests in _deconv are this one's exact negation, or each form would
+    hand the op back to the other)."""
+    N, C, H, W = x.shape
+    return _im.route(x, (kh, kw), s, p, d, G, C * oh * ow, Co * H * W, oh * ow, col)
 
 
 def _conv(x, W, b, s, p, d, G, col=None):
@@ -88,22 +88,19 @@ def _conv(x, W, b, s, p, d, G, col=None):
     N, C, H, Wd = x.shape
     Co, Cg, kh, kw = W.shape
     oh, ow = _im.conv_outsize(H, kh, s[0], p[0], d[0]), _im.conv_outsize(Wd, kw, s[1], p[1], d[1])
-    K, P = Cg * kh * kw, oh * ow
-    pf = _flipped_pad((kh, kw), s, p, d)
-    if col is None and pf and Co * H * Wd < C * oh * ow:
-        # im2col copies C kh kw values per output pixel, GEMM-then-col2im Cout kh kw per input
-        # pixel: build the fewer (pix2pix's last 128->3 layer: 302 MB of columns otherwise).
-        # _deconv's test is the exact negation, or each would hand the op back to the other
-        return _deconv(x, _flip_t(W, G), b, s, pf, d, G, (oh, ow))
-    if col is None and _last.applies(x, G, d, P):
-        y = _last.conv(x, W, s, p, oh, ow)
-    else:
+    how = _conv_route(x, Co, kh, kw, s, p, d, G, oh, ow, col)
+    if how == "nchw":
+        K, P = Cg * kh * kw, oh * ow
         if col is None:
             col = _columns(x, kh, kw, s, p, d, oh, ow)
         y = xp.empty((N, Co, oh, ow), x.dtype)
         # (G, Cout/G, K) @ (N, G, K, P) -> (N, G, Cout/G, P): one BLAS call per (n, g), in NCHW
         xp.matmul(W.reshape(G, Co // G, K), col.reshape(N, G, K, P),
                   out=y.reshape(N, G, Co // G, P))
+    elif how == "flipped":
+        return _deconv(x, _flip_t(W, G), b, s, _im.flipped_pad((kh, kw), s, p, d), d, G, (oh, ow))
+    else:
+        y = _last.conv(x, W, s, p, oh, ow)
     _add_bias(y, b)
     return y
 
@@ -115,23 +112,23 @@ def _deconv(x, W, b, s, p, d, G, outsize):
     _, Cg, kh, kw = W.shape
     oh, ow = outsize
     M = Cg * kh * kw
-    pf = _flipped_pad((kh, kw), s, p, d)
-    if pf and Ci * oh * ow < G * Cg * H * Wd:      # the columns of x are fewer: see _conv
-        return _conv(x, _flip_t(W, G), b, s, pf, d, G)
-    if _last.applies(x, G, d, H * Wd):
-        y = _last.deconv(x, W, s, p, oh, ow)
-        _add_bias(y, b)
-        return y
-    Wt = W.reshape(G, Ci // G, M).swapaxes(1, 2)    # (G, M, Ci/G); BLAS reads it transposed
-    xg = x.reshape(N, G, Ci // G, H * Wd)
-    if _is_pointwise(kh, kw, s, p):                  # then outsize == (H, W) too
-        y = xp.empty((N, G * Cg, oh, ow), x.dtype)
-        xp.matmul(Wt, xg, out=y.reshape(N, G, M, H * Wd))
+    # GEMM-then-col2im writes G Cg H W values per tap; the flipped twin's im2col copies Ci oh ow
+    how = _im.route(x, (kh, kw), s, p, d, G, G * Cg * H * Wd, Ci * oh * ow, H * Wd)
+    if how == "nchw":
+        Wt = W.reshape(G, Ci // G, M).swapaxes(1, 2)    # (G, M, Ci/G); BLAS reads it transposed
+        xg = x.reshape(N, G, Ci // G, H * Wd)
+        if _is_pointwise(kh, kw, s, p):                  # then outsize == (H, W) too
+            y = xp.empty((N, G * Cg, oh, ow), x.dtype)
+            xp.matmul(Wt, xg, out=y.reshape(N, G, M, H * Wd))
+        else:
+            col = _im.scratch(xp, (N, G, M, H * Wd), x.dtype, "col")
+            xp.matmul(Wt, xg, out=col)
+            y = _im.col2im(col.reshape(N, G * Cg, kh, kw, H, Wd), s[0], s[1], p[0], p[1], oh, ow,
+                           d[0], d[1])
+    elif how == "flipped":
+        return _conv(x, _flip_t(W, G), b, s, _im.flipped_pad((kh, kw), s, p, d), d, G)
     else:
-        col = _im.scratch(xp, (N, G, M, H * Wd), x.dtype, "col")
-        xp.matmul(Wt, xg, out=col)
-        y = _im.col2im(col.reshape(N, G * Cg, kh, kw, H, Wd), s[0], s[1], p[0], p[1], oh, ow,
-                       d[0], d[1])
+        y = _last.deconv(x, W, s, p, oh, ow)
     _add_bias(y, b)
     return y
 
@@ -141,14 +138,15 @@ def _conv_grad_w(x, gy, kh, kw, s, p, d, G, col=None):
     xp = backend.get_array_module(x)
     N, C, H, W = x.shape
     Co, oh, ow = gy.shape[1:]
-    K, P = C // G * kh * kw, oh * ow
-    pf = _flipped_pad((kh, kw), s, p, d)
-    if col is None and pf and Co * H * W < C * oh * ow:    # the same test as in _conv
+    how = _conv_route(x, Co, kh, kw, s, p, d, G, oh, ow, col)     # the same test as in _conv
+    if how == "flipped":
         # gW[o, c, i, j] = sum_y gy[o, y] x[c, y + d i - p] = sum_h x[c, h] gy[o, h - d i + p]:
         # the columns of gy (flipped pad) instead of those of x, then the taps turned back
+        pf = _im.flipped_pad((kh, kw), s, p, d)
         return xp.ascontiguousarray(_flip_t(_conv_grad_w(gy, x, kh, kw, s, pf, d, G), G))
-    if col is None and _last.applies(x, G, d, P):
+    if how == "batch_last":
         return _last.grad_w(x, gy, kh, kw, s, p)
+    K, P = C // G * kh * kw, oh * ow
     if col is None:
         col = _columns(x, kh, kw, s, p, d, oh, ow)
     colT = col.reshape(N, G, K, P).swapaxes(2, 3)    # a transposed view: no copy, BLAS flag
@@ -205,13 +203,10 @@ class Deconvolution2DFunction(FunctionNode):
         s, p, d, G = self.stride, self.pad, self.dilate, self.groups
         kh, kw = W.shape[2:]
         col = None
-        hw, ohw = gy.shape[2] * gy.shape[3], x.shape[2] * x.shape[3]     # conv(gy): hw -> ohw
-        flipped = _flipped_pad((kh, kw), s, p, d) and x.shape[1] * hw < gy.shape[1] * ohw
-        if (0 in indexes and 1 in indexes and not flipped
-                and not _last.applies(gy.array, G, d, ohw)):
+        if 0 in indexes and 1 in indexes and \
+                _conv_route(gy.array, x.shape[1], kh, kw, s, p, d, G, *x.shape[2:]) == "nchw":
             # gx = conv(gy, W) and gW = gy-columns @ x^T read the same columns of gy: build once
-            # (unless both take the flipped or the batch-last route, which read no such columns:
-            # the tests _conv and _conv_grad_w make)
+            # (the other forms read no such columns)
             col = _columns(gy.array, kh, kw, s, p, d, *x.shape[2:], slot="shared_col")
         gx = gW = gb = None
         if 0 in indexes:

@@ -1,27 +1,26 @@
-"""im2col / col2im: the gathers that turn a convolution into one matrix product (GEMM).
+"""im2col / col2im: the gathers that turn a convolution into one matrix product (GEMM), and the
+choice of which form each convolution product takes (route).
 
 Layout: col[n, c, i, j, y, x] = x[n, c, sy*y + dy*i - ph, sx*x + dx*j - pw] (0 outside the image),
 i.e. (N, C, kh, kw, oh, ow), so that W (Cout, C*kh*kw) @ col (C*kh*kw, oh*ow) is already NCHW.
 col2im is the adjoint: it sums every tap that lands on a pixel.
 
-How the copies are made fast on the CPU (measured on 1x64x256x256, 4x4, stride 2, pad 1;
-67 MB of columns, 2 cores; the GEMM that consumes them takes ~39 ms):
-- sliding_window_view + one ascontiguousarray copy: 39 ms; a padded copy + 16 strided tap
-  copies: 77 ms. Both stream x from memory once per tap, and stride-2 reads waste half of it.
+How the copies are made fast on the CPU (the measurements behind each step are in
+benchmarks/README.md, "Why im2col is built as it is"):
 - Phase split: in padded coordinates tap i reads row sy*y + dy*i, i.e. row y + (dy*i)//sy of the
   "phase" (dy*i) % sy of the image (its rows a, a+sy, a+2sy, ...). Splitting the padded image
   into its sy*sx phases once makes every tap copy a unit-stride window of one phase, and builds
-  the padding into the phases (no padded copy of the whole image): 42 ms.
-- Doing that per block of channels (about 1 MB of image: the phases stay in cache while the 16
-  taps read them; smaller blocks lose more to Python overhead than they gain): 20 ms.
-  Spreading the blocks over 2 threads (numpy releases the GIL in copies and adds): 13-15 ms,
-  about what a plain 67 MB memcpy takes here. Threads only pay for big columns: below 16 MB the
-  hand-off, and BLAS's threads still spinning after the GEMM before, cost more than they give
-  (8 MB of columns: 2.5 ms with 2 threads, 1.3 ms without; DCGAN's step at batch 64: -10%).
-- The columns go into a reused workspace: a fresh 67 MB array costs ~6 ms of page faults.
+  the padding into the phases (no padded copy of the whole image; a sliding window view or
+  strided tap copies stream x from memory once per tap, and stride-2 reads waste half of it).
+- Per block of channels (about 1 MB of image), so the phases stay in cache while the taps read
+  them; smaller blocks lose more to Python overhead than they gain.
+- The blocks are spread over threads (numpy releases the GIL in copies and adds), but only for
+  big columns: below 16 MB the hand-off, and BLAS's threads still spinning after the GEMM before,
+  cost more than they give.
+- The columns go into a reused workspace: a fresh array costs page faults every call.
 col2im mirrors it: per channel block, the taps of each phase are summed in one small cached
 buffer (2x2 taps per phase for a 4x4 stride-2 kernel), then written once, strided, into the image
-(instead of 16 strided read-modify-writes of it). Two threads: 26 -> 17 ms for the same shape.
+(instead of kh kw strided read-modify-writes of it).
 On CuPy arrays both run as raw kernels instead (kernels/conv.cu, _conv_kernel below): one
 launch each, one thread per output pixel (im2col) or image pixel (col2im, a gather: no atomics).
 The NumPy work is done by gather and scatter on planes (B, H, W, ...), which may carry trailing
@@ -37,7 +36,7 @@ import numpy
 from .. import backend, cuda
 
 _CHUNK_BYTES = 1 << 20      # image bytes per block of channels (smaller blocks: more Python
-                            # overhead than cache gain, measured from 128 KB to 2 MB)
+                            # overhead than cache gain)
 _PARALLEL_BYTES = 1 << 24   # below this many column bytes threads cost more than they give
 _WORKSPACE_MAX = 1 << 30    # bigger temporaries are allocated afresh, not kept
 _local = threading.local()
@@ -263,3 +262,48 @@ def _conv_kernel(name, a, out_shape, image_size, steps, out):
         out[...] = res
         res = out
     return res
+
+
+# -- which form a convolution product takes ----------------------------------------------------
+# The batch-last layout (im2col_last.py) wins from MIN_BATCH samples of at most MAX_COLUMNS GEMM
+# columns each (the crossover, measured at 32 to 512 channels: benchmarks/README.md).
+MAX_COLUMNS = 64
+MIN_BATCH = 4
+
+
+def flipped_pad(ksize, s, p, d):
+    """The pad d(k-1) - p of a product's stride-1 flipped twin, or None where it has none.
+
+    With stride 1 a convolution with pad p equals a transposed one with the kernel turned by 180
+    degrees and pad d(k-1) - p, and back (convolution._flip_t)."""
+    pads = tuple(di * (k - 1) - pi for k, pi, di in zip(ksize, p, d))
+    return pads if s == (1, 1) and min(pads) >= 0 and tuple(ksize) != (1, 1) else None
+
+
+def batch_last(x, groups, dilate, columns):
+    """Whether x (N, C, H, W) goes batch-last, given the product's GEMM columns per sample."""
+    # CuPy arrays (and the tests' emulated device arrays) keep to the raw kernels
+    return (isinstance(x, numpy.ndarray) and not cuda.enabled(x) and groups == 1
+            and dilate == (1, 1) and x.shape[0] >= MIN_BATCH and columns <= MAX_COLUMNS)
+
+
+def route(x, ksize, s, p, d, groups, copies, flipped_copies, columns, col=None):
+    """How one product of a convolution (y, its x-gradient or its W-gradient) runs:
+
+      'nchw'        the reference: im2col, then one GEMM per sample and group
+      'flipped'     its stride-1 twin with the kernel turned by 180 degrees, where that twin's
+                    im2col copies fewer values (flipped_copies < copies, both per tap): columns
+                    cost memory traffic, and that, not the GEMM, makes a conv slow when one side
+                    has few channels
+      'batch_last'  one GEMM over the whole batch (im2col_last.py), for many samples of few
+                    GEMM columns each, where N small GEMMs run far below BLAS's rate
+
+    col: columns of x already built (by a caller sharing them): then 'nchw'.
+    """
+    if col is not None:
+        return "nchw"
+    if flipped_pad(ksize, s, p, d) and flipped_copies < copies:
+        return "flipped"
+    if batch_last(x, groups, d, columns):
+        return "batch_last"
+    return "nchw"

@@ -8,27 +8,13 @@ and scatter moves runs of ow N floats, and each product is one GEMM over all N P
   transposed    col (M, H W N) = W^T (M, Ci) @ x (Ci, H W N), then col2im,   M = Co kh kw
   its W-grad    gW (Co, K)     = gy (Co, oh ow N) @ col(x)^T (oh ow N, K)
 
-The layout costs a transpose in and one out. DCGAN's MNIST step at batch 64: 0.30 -> 0.17 s.
-NumPy only (CuPy arrays keep the raw kernels of im2col.py); no groups, no dilation.
+The layout costs a transpose in and one out; im2col.route decides where it pays (DCGAN's MNIST
+step: benchmarks/README.md). NumPy only (CuPy arrays keep the raw kernels of im2col.py); no
+groups, no dilation.
 """
 import numpy
 
-from .. import cuda
 from . import im2col as _im
-
-# fwd + bwd time of the batch-last route / the NCHW one, at N = 4 and 64, 32 to 512 channels:
-# 0.3 to 1.05 up to 64 GEMM columns per sample (the least at 512 channels), 0.7 to 1.3 from 100
-# on. At N = 2 and 3: 0.4 at 512 channels, but up to 1.3 at 32.
-MAX_COLUMNS = 64
-MIN_BATCH = 4
-
-
-def applies(x, groups, dilate, columns):
-    """Whether x (N, C, H, W) goes batch-last, given the product's GEMM columns per sample."""
-    # CuPy arrays (and the tests' emulated device arrays) keep to the raw kernels of im2col.py
-    return (isinstance(x, numpy.ndarray) and not cuda.enabled(x) and groups == 1
-            and dilate == (1, 1) and x.shape[0] >= MIN_BATCH and columns <= MAX_COLUMNS)
-
 
 def _to_last(x, slot):
     """(N, C, H, W) -> (C, H, W, N), contiguous, in a workspace."""
