@@ -18,9 +18,13 @@ setup(
     install_requires=["numpy>=1.24", "pillow>=9", "h5py>=3.7", "click>=8.1", "matplotlib>=3.6",
                       "tqdm>=4.60"],
     extras_require={
-        "cuda12": ["cupy-cuda12x>=13"],
-        "cuda13": ["cupy-cuda13x>=13", "nvidia-cuda-nvrtc"],
-        "test": ["pytest>=7", "threadpoolctl>=3"],   # one BLAS thread: reproducible GAN tests
+        # CuPy's [ctk] extra brings the CUDA libraries it loads (cuBLAS, cuRAND, NVRTC, ...) as
+        # NVIDIA's wheels: a machine with just a driver then runs (CuPy's documented way)
+        "cuda12": ["cupy-cuda12x[ctk]>=14"],
+        "cuda13": ["cupy-cuda13x[ctk]>=14"],
+        # threadpoolctl: one BLAS thread, reproducible GAN tests; setuptools: the wheel test
+        # builds without isolation (a fresh Python 3.12 venv has no setuptools)
+        "test": ["pytest>=7", "threadpoolctl>=3", "setuptools"],
     },
     entry_points={"console_scripts": ["minigan=minigan.cli:main"]},
 )

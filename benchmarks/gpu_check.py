@@ -4,8 +4,8 @@ DiffAugment forward + backward on 64 x 3 x 256 x 256 against the card's peak mem
 
     PYTHONPATH=. python benchmarks/gpu_check.py [--gpu 0] [--skip-tests] [--budget 290]
 
-Needs CuPy, PyTorch (optional: minigan only without it), numpy, h5py, pillow, click, pytest; it
-installs nothing. The PyTorch pix2pix is the shared reference torch_pix2pix.py, looked for in
+Needs CuPy, numpy, h5py, pillow, click, pytest; PyTorch (minigan only without it), matplotlib
+(loss.png, skipped with a line without it) and tqdm are optional; it installs nothing. The PyTorch pix2pix is the shared reference torch_pix2pix.py, looked for in
 $MINIGAN_TORCH_REF, shared/bench and ../shared/bench. Prints a Markdown table at the end.
 """
 import argparse

@@ -11,6 +11,7 @@ import numpy
 
 _cupy = None          # the cupy module once imported, False if it cannot be
 _CUPY_HINT = "pip install -e .[cuda13] (or .[cuda12] for CUDA 12)"
+_probed = set()       # devices whose CUDA libraries were found usable
 
 
 def _import_cupy():
@@ -67,7 +68,39 @@ def get_cupy(gpu=0):
         raise DeviceError(f"--gpu {gpu}: no usable CUDA device ({e})") from None
     if not 0 <= gpu < n:
         raise DeviceError(f"--gpu {gpu}: this machine has {n} CUDA device(s)")
+    if gpu not in _probed:
+        probe(cupy, gpu)
+        _probed.add(gpu)
     return cupy
+
+
+def _cuda_version(v):
+    return f"{v // 1000}.{v % 1000 // 10}"
+
+
+def probe(cupy, gpu):
+    """Try, once, what a run needs on device gpu: a driver new enough for CuPy's CUDA, cuBLAS,
+    cuRAND and NVRTC. A missing one is a DeviceError naming the extra that installs it, before
+    any work (not a traceback at the first matrix product)."""
+    runtime, driver = cupy.cuda.runtime.runtimeGetVersion(), cupy.cuda.runtime.driverGetVersion()
+    extra = f"pip install -e .[cuda{runtime // 1000}]"
+    if driver // 1000 < runtime // 1000:
+        raise DeviceError(f"--gpu {gpu}: the NVIDIA driver supports CUDA {_cuda_version(driver)}"
+                          f", this CuPy needs CUDA {runtime // 1000}: update the driver, or "
+                          f"install the CuPy of CUDA {driver // 1000} "
+                          f"(pip install -e .[cuda{driver // 1000}])")
+    libraries = (("cuBLAS", lambda: cupy.cuda.device.get_cublas_handle()),
+                 ("cuRAND", lambda: cupy.random.RandomState(0).standard_normal(1)),
+                 ("NVRTC", lambda: cupy.cuda.nvrtc.getVersion()))
+    with cupy.cuda.Device(gpu):
+        for name, check in libraries:
+            try:
+                check()
+            except Exception as e:      # ImportError, OSError, CuPy's own errors
+                why = (str(e).splitlines() or [""])[0][:160]
+                raise DeviceError(f"--gpu {gpu}: the CUDA library {name} is missing or unusable "
+                                  f"({type(e).__name__}: {why}); {extra} installs CuPy with "
+                                  "the CUDA libraries it loads") from None
 
 
 class Device:

@@ -237,11 +237,13 @@ class GradientClipping:
 
     def __call__(self, optimizer):
         params = [p for _, p in optimizer.updatable_params()]
-        sq = 0.0
-        for p in params:
-            g = p.grad.array.reshape(-1)
-            sq += float(backend.get_array_module(g).vdot(g, g))
-        norm = math.sqrt(sq)
+        if not params:
+            return
+        xp = backend.get_array_module(params[0].grad.array)
+        # the squared norm stays on the device: one host sync for the whole model, not one per
+        # parameter
+        sq = sum(xp.vdot(g, g) for g in (p.grad.array.reshape(-1) for p in params))
+        norm = math.sqrt(float(sq))
         if norm > self.threshold:       # g <- g * threshold / ||g||
             rate = self.threshold / norm
             for p in params:

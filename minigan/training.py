@@ -6,6 +6,7 @@ own state (BEGAN's k), the data iterator's position and NumPy's random state, so
 iterations, a resume and N more equal 2N straight on the CPU, bit for bit.
 """
 import glob
+import importlib.util
 import json
 import math
 import os
@@ -138,7 +139,7 @@ class Progress:
     def __init__(self, total, stream=None, start=0):
         self.total, self.stream, self.last_line = total, stream or sys.stderr, 0.0
         self.bar = None
-        if _interactive(self.stream):
+        if _interactive(self.stream) and importlib.util.find_spec("tqdm"):
             from tqdm.auto import tqdm
             self.bar = tqdm(total=total, initial=start, file=self.stream, dynamic_ncols=True,
                             smoothing=0.05, mininterval=0.2, unit="it",
@@ -307,10 +308,17 @@ class Trainer:
                               f"writes in {' and '.join(folders)} ({size / 1e6:.1f} MB)\n")
 
     def _plot(self, force=False):
-        """Redraw loss.png at snapshots, at most once a minute (a redraw takes a second or two)."""
-        if force or time.time() - self._last_plot >= 60:
+        """Redraw loss.png at snapshots, at most once a minute (a redraw takes a second or two);
+        without matplotlib (a bare machine) say so once and train on."""
+        if self._last_plot is None or not (force or time.time() - self._last_plot >= 60):
+            return
+        try:
             plot_log(self.log_path, os.path.join(self.out, "loss.png"))
             self._last_plot = time.time()
+        except ImportError as e:
+            self.stream.write(f"loss.png is not drawn: {e} (pip install matplotlib); the "
+                              "losses are in log.jsonl\n")
+            self._last_plot = None
 
     def _write_log(self, sums, count, rate, wait):
         record = {"iteration": self.iteration, "epoch": self.iterator.epoch,

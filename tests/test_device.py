@@ -16,9 +16,16 @@ from helpers import error_line, run
 class FakeCupy:
     """Just enough of cupy to say which device is current when each call is made."""
 
-    def __init__(self, n_devices=2):
+    def __init__(self, n_devices=2, runtime=13000, driver=13010, broken=None):
         self.current, self.calls = 0, []
         fake = self
+
+        def library(name, result=None):
+            def call(*a):
+                if name == broken:
+                    raise OSError(f"lib{name}.so.13: cannot open shared object file")
+                return result
+            return call
 
         class Device:
             def __init__(self, id):
@@ -31,9 +38,16 @@ class FakeCupy:
                 fake.current = self.previous
 
         self.cuda = types.SimpleNamespace(
-            Device=Device, runtime=types.SimpleNamespace(getDeviceCount=lambda: n_devices,
-                                                         getDevice=lambda: fake.current))
-        self.random = types.SimpleNamespace(seed=lambda s: self.calls.append(("seed", fake.current)))
+            Device=Device, runtime=types.SimpleNamespace(
+                getDeviceCount=lambda: n_devices, getDevice=lambda: fake.current,
+                runtimeGetVersion=lambda: runtime, driverGetVersion=lambda: driver),
+            device=types.SimpleNamespace(get_cublas_handle=library("cublas", 1)),
+            nvrtc=types.SimpleNamespace(getVersion=library("nvrtc", (13, 0))))
+        self.seeds = []
+        self.random = types.SimpleNamespace(
+            seed=lambda s: self.calls.append(("seed", fake.current)) or self.seeds.append(s),
+            RandomState=lambda seed: types.SimpleNamespace(
+                standard_normal=library("curand", numpy.zeros(1))))
 
     def asarray(self, x):
         self.calls.append(("asarray", self.current))
@@ -44,6 +58,7 @@ class FakeCupy:
 def cupy(monkeypatch):
     fake = FakeCupy()
     monkeypatch.setattr(backend, "_cupy", fake)
+    monkeypatch.setattr(backend, "_probed", set())
     return fake
 
 
@@ -106,3 +121,34 @@ def test_cli_refuses_a_negative_gpu_in_one_line(tmp_path, monkeypatch):
     code, out = run("wgan-gp", "--dataset", "toy", "--iterations", 1, "--gpu", -5)
     assert code == 1 and "--gpu -5: give -1 for the CPU" in error_line(out)
     assert not (tmp_path / "result").exists()
+
+
+@pytest.mark.parametrize("broken, library", [("cublas", "cuBLAS"), ("curand", "cuRAND"),
+                                             ("nvrtc", "NVRTC")])
+def test_a_missing_cuda_library_is_one_line_naming_the_extra(monkeypatch, broken, library):
+    monkeypatch.setattr(backend, "_cupy", FakeCupy(broken=broken))
+    monkeypatch.setattr(backend, "_probed", set())
+    with pytest.raises(backend.DeviceError) as e:
+        backend.Device(0)
+    message = str(e.value)
+    assert f"the CUDA library {library} is missing" in message and "\n" not in message
+    assert f"lib{broken}.so.13: cannot open" in message and "pip install -e .[cuda13]" in message
+
+
+def test_a_driver_too_old_for_cupys_cuda_says_so(monkeypatch):
+    monkeypatch.setattr(backend, "_cupy", FakeCupy(runtime=13000, driver=12080))
+    monkeypatch.setattr(backend, "_probed", set())
+    with pytest.raises(backend.DeviceError, match=r"driver supports CUDA 12\.8, this CuPy needs "
+                                                  r"CUDA 13.*\.\[cuda12\]"):
+        backend.Device(0)
+
+
+def test_a_rollback_on_the_gpu_draws_a_new_random_stream(cupy, tmp_path):
+    model = L.Linear(2, 2)
+    updater = Recording(None, {"model": model}, {"model": Adam().setup(model)}, backend.Device(1))
+    updater.seen = []
+    trainer = Trainer(updater, Batches(), str(tmp_path), 1, snapshot_interval=100)
+    trainer._device_seed()
+    trainer.rollbacks = 1                               # as after a rollback to this iteration
+    trainer._device_seed()
+    assert len(cupy.seeds) == 2 and cupy.seeds[0] != cupy.seeds[1]

@@ -141,3 +141,19 @@ def test_progress_shows_rate_eta_and_scalars(stream):
         assert "\r" in text and "|" in text                 # tqdm's live bar
     else:
         assert "\r" not in text and "ETA 13d" in text      # plain lines; 0.17 it/s is 13.6 days
+
+
+def test_without_matplotlib_training_goes_on_and_says_so_once(tmp_path, monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *a, **kw):
+        if name.startswith("matplotlib"):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *a, **kw)
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    stream = io.StringIO()
+    trainer = make_trainer(tmp_path, 4, snapshot_interval=1, stream=stream)
+    assert trainer.run() == "done"
+    assert stream.getvalue().count("loss.png is not drawn: No module named 'matplotlib'") == 1
+    assert not (tmp_path / "loss.png").exists() and (tmp_path / "log.jsonl").exists()

@@ -181,7 +181,8 @@ class Updater(training.Updater):
         c, G, D = self.config, self.models["gen"], self.models["dis"]
         x_all = self.to_device(batch)                           # (n_critic m, *x_shape)
         m = len(x_all) // c.n_critic
-        sums = {"wasserstein": 0.0, "penalty": 0.0, "grad_norm": 0.0}
+        sums = {"wasserstein": 0.0, "penalty": 0.0, "grad_norm": 0.0}     # device scalars: the
+        # host waits for them once per iteration, not three times per critic step
         for t in range(c.n_critic):
             x_real = x_all[t * m:(t + 1) * m]                   # (m, *x_shape)
             with no_backprop_mode():
@@ -195,14 +196,14 @@ class Updater(training.Updater):
             D.cleargrads()
             loss.backward(inputs=D.params())                    # through grad D: double backprop
             self.optimizers["dis"].update()
-            sums["wasserstein"] += float(y_real.array.mean() - y_fake.array.mean())
-            sums["penalty"] += float(penalty.array)
-            sums["grad_norm"] += float(norm.array.mean())
+            sums["wasserstein"] = sums["wasserstein"] + (y_real.array.mean() - y_fake.array.mean())
+            sums["penalty"] = sums["penalty"] + penalty.array
+            sums["grad_norm"] = sums["grad_norm"] + norm.array.mean()
 
         loss_G = loss_generator(D(G(self.to_device(sample_z(c, m)))))
         G.cleargrads()
         loss_G.backward(inputs=G.params())
         self.optimizers["gen"].update()
-        out = {f"dis/{k}": v / c.n_critic for k, v in sums.items()}
+        out = {f"dis/{k}": float(v) / c.n_critic for k, v in sums.items()}
         out["loss/gen"] = float(loss_G.array)
         return out
