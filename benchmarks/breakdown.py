@@ -1,0 +1,128 @@
+"""Where a minigan training iteration spends its time, beside the floor of the same run.
+
+    python benchmarks/breakdown.py [--gan pix2pix|dcgan] [--batch 1] [--iterations 3]
+
+Runs the step under cProfile and files each function's own time under one row:
+
+  GEMM            numpy.matmul (the convolutions' and linear layers' products), with the FLOPs
+                  they did (counted per call: 2 m n k) and the GFLOP/s they reached, against
+                  numpy's sgemm 2048^3 rate measured in the same run
+  im2col/col2im   minigan/functions/im2col*.py (the gathers feeding the GEMMs)
+  normalization   minigan/functions/normalization.py
+  optimizer       minigan/optimizers.py (Adam's update)
+  other ops       the rest of minigan/functions/ and numpy's element-wise work they call
+  engine          minigan/core.py (graph, backprop) and the links' Python
+
+cProfile adds its own overhead to every Python call (the engine row most), so the rows are
+shares of a slowed-down run; the wall time without the profiler is printed beside them.
+"""
+import argparse
+import cProfile
+import os
+import pstats
+import time
+
+import numpy
+
+ROWS = ("GEMM", "im2col/col2im", "normalization", "optimizer", "other ops", "engine")
+
+
+def _row(filename, name):
+    """The row a profiled function belongs to. A ufunc's time (numpy.matmul's, an add's) counts
+    as its Python caller's own time: the wrapper below is the GEMM row, and the element-wise
+    work lands with the op that asked for it."""
+    path = filename.replace(os.sep, "/")
+    if path.endswith("benchmarks/breakdown.py") and name == "__call__":
+        return "GEMM"
+    if "/minigan/functions/im2col" in path:
+        return "im2col/col2im"
+    if "/minigan/functions/normalization" in path:
+        return "normalization"
+    if "/minigan/optimizers" in path:
+        return "optimizer"
+    if "/minigan/core" in path or "/minigan/links/" in path or "/minigan/gans/" in path:
+        return "engine"
+    return "other ops"
+
+
+class CountingMatmul:
+    """numpy.matmul, counting the FLOPs of each product (2 m n k per matrix, times the batch)."""
+
+    def __init__(self, matmul):
+        self.matmul, self.flops = matmul, 0
+
+    def __call__(self, a, b, *args, **kwargs):
+        a_, b_ = numpy.asarray(a), numpy.asarray(b)
+        if a_.ndim >= 2 and b_.ndim >= 2:
+            batch = numpy.broadcast_shapes(a_.shape[:-2], b_.shape[:-2])
+            self.flops += 2 * int(numpy.prod(batch)) * a_.shape[-2] * a_.shape[-1] * b_.shape[-1]
+        return self.matmul(a, b, *args, **kwargs)
+
+
+def sgemm_rate(n=2048):
+    """numpy float32 GEMM GFLOP/s at n^3, best of 3."""
+    a = numpy.random.rand(n, n).astype(numpy.float32)
+    a @ a
+    best = min(_seconds(lambda: a @ a) for _ in range(3))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _seconds(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def breakdown(step, iterations):
+    """(seconds per row per iteration, GEMM FLOPs per iteration, wall s/it without profiling)."""
+    step()                                           # warm-up: workspaces, caches
+    wall = min(_seconds(step) for _ in range(iterations))
+    counting = CountingMatmul(numpy.matmul)
+    numpy.matmul = counting                          # the ops call xp.matmul: counted
+    profile = cProfile.Profile()
+    try:
+        profile.enable()
+        for _ in range(iterations):
+            step()
+        profile.disable()
+    finally:
+        numpy.matmul = counting.matmul
+    rows = dict.fromkeys(ROWS, 0.0)
+    for (filename, _, name), (_, _, tottime, _, _) in pstats.Stats(profile).stats.items():
+        rows[_row(filename, name)] += tottime / iterations
+    return rows, counting.flops / iterations, wall
+
+
+def steps(gan, batch):
+    """A closure of one training iteration of `gan` on a fixed random batch."""
+    if gan == "pix2pix":
+        import pix2pix_speed
+        return pix2pix_speed.minigan_step(batch, -1)
+    import dcgan_speed
+    return dcgan_speed.minigan_step(batch)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--gan", choices=("pix2pix", "dcgan"), default="pix2pix")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--iterations", type=int, default=3)
+    args = ap.parse_args(argv)
+    rate = sgemm_rate()
+    rows, flops, wall = breakdown(steps(args.gan, args.batch), args.iterations)
+    total = sum(rows.values())
+    print(f"{args.gan}, batch {args.batch}: {wall:.3f} s/it without the profiler, {total:.3f} "
+          f"s/it under it; numpy sgemm 2048^3: {rate:.0f} GFLOP/s")
+    print("| row | s/it (profiled) | share | note |")
+    print("|---|---|---|---|")
+    for name in ROWS:
+        note = ""
+        if name == "GEMM" and rows[name] > 0:
+            achieved = flops / rows[name] / 1e9
+            note = (f"{flops / 1e9:.1f} GFLOP at {achieved:.0f} GFLOP/s = {achieved / rate:.0%} "
+                    f"of sgemm; at the sgemm rate {flops / 1e9 / rate:.3f} s (the GEMM floor)")
+        print(f"| {name} | {rows[name]:.3f} | {rows[name] / total:.0%} | {note} |")
+
+
+if __name__ == "__main__":
+    main()
