@@ -21,6 +21,7 @@ setup(
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=13", "nvidia-cuda-nvrtc"],
         "test": ["pytest>=7", "threadpoolctl>=3"],   # one BLAS thread: reproducible GAN tests
+        "mpi": ["mpi4py>=3.1", "mpich"],   # data-parallel runs; the mpich wheel brings mpiexec
     },
     entry_points={"console_scripts": ["minigan=minigan.cli:main"]},
 )

@@ -7,6 +7,8 @@
 iteration. Every rank runs the same command; setup_ranks checks that they did.
 """
 import json
+import os
+import sys
 
 import click
 import numpy
@@ -49,15 +51,38 @@ def setup_ranks(opts):
     if opts.get("communicator"):
         try:
             comm = distributed.create_communicator(opts["communicator"])
-        except distributed.CommunicatorError as e:
-            raise dist.CollectiveError(str(e)) from None   # the same line on every rank
+        except distributed.CommunicatorError as e:     # met by every rank: rank 0 says it
+            if launcher_rank() not in (None, 0):
+                sys.stderr = open(os.devnull, "w")
+            raise dist.CollectiveError(str(e)) from None
         dist.activate(comm)
         check_same_options(comm, opts)
+        where = comm.gather_obj((os.getpid(), comm.host))
+        if comm.rank == 0:  # a launcher that reports a dead rank by its pid: here is the map
+            click.echo(f"data-parallel on {comm.size} ranks ({opts['communicator']}): " +
+                       ", ".join(f"rank {r} pid {pid} on {host}"
+                                 for r, (pid, host) in enumerate(where)), err=True)
     elif opts.get("sync_bn"):
         raise click.UsageError("--sync-bn needs --communicator mpi|nccl (and mpiexec -n K)")
     if opts.get("gpu") == "auto":
-        opts["gpu"] = auto_gpu(comm)
+        gpu, error = auto_gpu(comm)
+        if comm is not None:    # some ranks may have a GPU and others not: one line for all
+            errors = comm.gather_obj(error)
+            error = comm.bcast_obj(next((e for e in errors if e), None) if errors else None)
+            if error:
+                raise dist.CollectiveError(error)
+        if error:
+            raise backend.DeviceError(error)
+        opts["gpu"] = gpu
     return comm
+
+
+def launcher_rank():
+    """This process's rank as the MPI launcher tells it (before MPI starts), or None."""
+    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return None
 
 
 def check_same_options(comm, opts):
@@ -80,17 +105,18 @@ def check_same_options(comm, opts):
 
 
 def auto_gpu(comm):
-    """The local GPU of this rank: its rank among the ranks on its machine."""
+    """(the local GPU of this rank: its rank among the ranks on its machine, None) or
+    (None, why not)."""
     local, local_size, host = (0, 1, "this machine") if comm is None else \
         (comm.local_rank, comm.local_size, comm.host)
-    cupy = backend.get_cupy(0) if backend._import_cupy() is not None else None
-    if cupy is None:
-        raise backend.DeviceError(f"--gpu auto needs CuPy: {backend._CUPY_HINT}")
-    n = cupy.cuda.runtime.getDeviceCount()
+    try:
+        n = backend.get_cupy(0).cuda.runtime.getDeviceCount()
+    except backend.DeviceError as e:
+        return None, f"--gpu auto: {e}".replace("--gpu 0 ", "")
     if local >= n:
-        raise backend.DeviceError(f"--gpu auto: {local_size} ranks on {host} but it has {n} "
-                                  f"GPU(s); start at most {n} ranks per machine")
-    return local
+        return None, (f"--gpu auto: {local_size} ranks on {host}, which has {n} GPU(s); "
+                      f"start at most {n} ranks per machine")
+    return local, None
 
 
 def prepare(comm, updater, opts):

@@ -17,6 +17,7 @@
 import contextlib
 import os
 import sys
+import time
 import traceback
 
 import numpy
@@ -187,4 +188,5 @@ def fail(error, line, expected=False):
     err.write(f"Error: rank {comm.rank} of {comm.size} on {comm.host} failed: {line}; "
               f"ending all ranks\n")
     err.flush()
+    time.sleep(1.0)     # let the launcher forward the line before MPI_Abort tears the job down
     comm.abort(130 if isinstance(error, KeyboardInterrupt) else 1)
