@@ -25,6 +25,7 @@ setup(
         # threadpoolctl: one BLAS thread, reproducible GAN tests; setuptools: the wheel test
         # builds without isolation (a fresh Python 3.12 venv has no setuptools)
         "test": ["pytest>=7", "threadpoolctl>=3", "setuptools"],
+        "mpi": ["mpi4py>=3.1", "mpich"],   # data-parallel runs; the mpich wheel brings mpiexec
     },
     entry_points={"console_scripts": ["minigan=minigan.cli:main"]},
 )

@@ -223,6 +223,10 @@ class Trainer:
         _truncate_log(self.log_path, self.iteration)
 
     # -- the loop ------------------------------------------------------------------------------
+    def _agree(self, scalars):
+        """The scalars every process acts on (on K ranks, DistributedTrainer's mean over them)."""
+        return scalars
+
     def _request_stop(self, signum, frame):
         if self._stop_requested:
             # a second Ctrl-C ends the process now: an exception raised here could land inside
@@ -261,7 +265,7 @@ class Trainer:
                 batch = next(self.iterator)
                 # a blow-up to inf/nan is reported below (and rolled back): not as warnings too
                 with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    scalars = self.updater.update(batch)
+                    scalars = self._agree(self.updater.update(batch))
                 self.iteration += 1
                 self.elapsed += time.time() - t0
                 bad = [k for k, v in scalars.items() if not math.isfinite(v)]

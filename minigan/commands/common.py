@@ -16,9 +16,12 @@ from ..serializers import SerializationError
 from ..folders import FolderError, move_aside, writable_folder
 from ..training import (Trainer, TrainingError, find_resume, fresh_run_folder, holds_run,
                         iteration_of, read_meta, snapshots)
+from ..distributed import ShardIterator
+from ..distributed import trainer as dist
+from . import ranks
 
 # options of this invocation, never taken from a snapshot on --resume
-RUN_FIXED = ("gpu", "iterations", "epochs", "resume", "workers", "out", "keep")
+RUN_FIXED = ("gpu", "iterations", "epochs", "resume", "workers", "out", "keep", "communicator")
 # where things are (not what is trained): on --resume the user's value wins
 USER_PLACES = ("data_dir",)
 
@@ -27,9 +30,7 @@ def training_options(default_out, iterations=None, batch_size=1, snapshot_interv
                      sample_interval=500, log_interval=20):
     """The options every training command takes, with the command's own defaults."""
     def decorate(f):
-        options = [
-            click.option("--gpu", type=int, default=-1, show_default=True,
-                         help="CUDA device id; -1 trains on the CPU."),
+        options = ranks.OPTIONS[:1] + [
             click.option("--out", default=default_out, show_default=True,
                          help="Run folder; a folder holding an earlier run is never overwritten "
                               "(a new one, OUT-2, is made)."),
@@ -58,7 +59,7 @@ def training_options(default_out, iterations=None, batch_size=1, snapshot_interv
             click.option("--workers", type=click.IntRange(0), default=None,
                          help="Background threads preparing batches [default: 2 on a GPU, "
                               "1 on the CPU]."),
-        ]
+        ] + ranks.OPTIONS[1:]
         for option in reversed(options):
             f = option(f)
         return f
@@ -82,10 +83,15 @@ def user_errors(f):
         try:
             return f(*args, **kwargs)
         except USER_ERRORS as e:
+            dist.fail(e, one_line(e), expected=True)    # on K ranks: the others must not wait
             raise click.ClickException(one_line(e)) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
+            dist.fail(e, "interrupted", expected=True)
             click.echo("\naborted", err=True)
             sys.exit(130)
+        except Exception as e:
+            dist.fail(e, f"{type(e).__name__}: {one_line(e)}")
+            raise
     return wrapper
 
 
@@ -103,7 +109,16 @@ def resolve_run(ctx, gan, opts):
     value is reported and ignored); where the data lives is the user's (USER_PLACES: an explicit
     flag wins, and says so). Snapshots store data folders absolute, so a resume from another
     working directory finds them. --out given with --resume resumes into that folder.
+    Under mpiexec rank 0 decides (and prints) and every rank takes its answer.
     """
+    comm = dist.active()
+    if comm is not None:
+        return dist.on_rank0(comm, lambda: _resolve_run(ctx, gan, opts),
+                             USER_ERRORS + (click.ClickException,))
+    return _resolve_run(ctx, gan, opts)
+
+
+def _resolve_run(ctx, gan, opts):
     if opts["resume"] is None:
         writable_folder(opts["out"])
         out = fresh_run_folder(opts["out"])
@@ -162,12 +177,19 @@ def make_iterator(dataset, opts):
     workers = opts["workers"]
     if workers is None:
         workers = 2 if opts["gpu"] >= 0 else 1     # a GPU needs its batches sooner
+    comm = dist.active()
+    if comm is not None:    # this rank's slice of every global batch of K * batch-size
+        return ShardIterator(dataset, opts["batch_size"], comm.rank, comm.size, shuffle=True,
+                             seed=opts["seed"], n_workers=workers)
     return BatchIterator(dataset, opts["batch_size"], shuffle=True, seed=opts["seed"],
                          n_workers=workers)
 
 
-def check_stop(ctx, opts):
-    """--iterations and --epochs exclude each other."""
+def start(ctx, opts):
+    """What every training command checks first: under mpiexec the ranks meet here
+    (ranks.setup_ranks: the communicator, the options check, --gpu auto); --iterations and
+    --epochs exclude each other."""
+    ranks.setup_ranks(opts)
     if opts["epochs"] is not None and ctx.get_parameter_source("iterations").name == "COMMANDLINE":
         raise click.UsageError("give --iterations or --epochs, not both")
 
@@ -187,16 +209,21 @@ def train(gan, opts, updater, iterator, sample, out, resume_path):
         iterations = opts["epochs"] * iterator.batches_per_epoch
     places = {k: os.path.abspath(opts[k]) for k in USER_PLACES if opts.get(k)}
     meta = snapshot_meta(gan, updater.config, {**opts, **places})
-    trainer = Trainer(updater, iterator, out, iterations,
-                      log_interval=opts["log_interval"], snapshot_interval=opts["snapshot_interval"],
-                      keep_snapshots=opts["keep"],
-                      sample_interval=opts["sample_interval"], sample=sample, meta=meta,
-                      seed=opts["seed"])
+    kwargs = dict(log_interval=opts["log_interval"], snapshot_interval=opts["snapshot_interval"],
+                  keep_snapshots=opts["keep"], sample_interval=opts["sample_interval"],
+                  sample=sample, meta=meta, seed=opts["seed"])
+    comm = dist.active()
+    if comm is None:
+        trainer = Trainer(updater, iterator, out, iterations, **kwargs)
+    else:
+        ranks.prepare(comm, updater, opts)
+        trainer = dist.DistributedTrainer(updater, iterator, out, iterations, comm, **kwargs)
     if resume_path:
         trainer.load_snapshot(resume_path)
         click.echo(f"resuming {resume_path} at iteration {trainer.iteration}", err=True)
-    with open(os.path.join(out, "options.json"), "w", encoding="utf-8") as f:
-        json.dump(opts, f, indent=1)
+    if comm is None or comm.rank == 0:
+        with open(os.path.join(out, "options.json"), "w", encoding="utf-8") as f:
+            json.dump(opts, f, indent=1)
     with iterator:
         status = trainer.run()
     click.echo(f"results in {out}", err=True)

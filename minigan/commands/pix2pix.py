@@ -12,7 +12,7 @@ from ..folders import making, writable_folder
 from ..gans.base import ConfigError
 from ..training import TrainingError
 from ..visualize import save_image, tile, to_uint8
-from .common import (check_stop, given, make_iterator, resolve_run, seed_everything,
+from .common import (given, make_iterator, resolve_run, seed_everything, start,
                      snapshot_config, train, training_options, user_errors)
 
 
@@ -80,7 +80,7 @@ def _picture(x):
 @user_errors
 def pix2pix_command(ctx, **opts):
     """Train pix2pix (U-Net + PatchGAN) on facades: label map -> photo."""
-    check_stop(ctx, opts)
+    start(ctx, opts)
     device = backend.Device(opts["gpu"])
     out, resume_path, opts = resolve_run(ctx, "pix2pix", opts)
     size = opts["size"]

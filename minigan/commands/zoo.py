@@ -17,7 +17,7 @@ from ..datasets.mnist import get_it
 from ..datasets.toy import ring_centers
 from ..gans import REGISTRY
 from ..visualize import tile, to_uint8
-from .common import (check_stop, make_iterator, resolve_run, seed_everything, snapshot_config,
+from .common import (make_iterator, resolve_run, seed_everything, snapshot_config, start,
                      train, training_options, user_errors)
 
 
@@ -159,7 +159,7 @@ def run(ctx, name, opts):
     """Everything a zoo command does: options, data, networks, trainer."""
     module = REGISTRY[name]
     opts["channels"] = int(opts["channels"])
-    check_stop(ctx, opts)
+    start(ctx, opts)
     device = backend.Device(opts["gpu"])
     out, resume_path, opts = resolve_run(ctx, name, opts)
     dataset, note = load_data(opts)
