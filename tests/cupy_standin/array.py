@@ -15,6 +15,10 @@ _SCALARS = (numpy.generic, int, float, complex, bool, type(None), slice, type(El
             numpy.dtype, type)
 
 
+class CUDARuntimeError(RuntimeError):
+    """As cupy_backends.cuda.api.runtime.CUDARuntimeError."""
+
+
 class Incompatible(TypeError):
     """What CuPy would refuse (its own errors are TypeError or ValueError)."""
 
@@ -48,11 +52,33 @@ state = State()         # replaced by install(); module-level so every array fin
 namespace = {}          # path -> (kind, detail) of CuPy's names (namespace.txt)
 
 
-class DeviceId:
-    """What ndarray.device returns: CuPy gives a cupy.cuda.Device, minigan reads .id."""
+class Device:
+    """cupy.cuda.Device(id): `with` makes it current, use() too; Device() is the current one;
+    ndarray.device returns one, as CuPy's."""
 
-    def __init__(self, id):
-        self.id = id
+    def __init__(self, device=None):
+        self.id = state.current if device is None else int(getattr(device, "id", device))
+        self._previous = []
+
+    def _check(self):
+        if not 0 <= self.id < state.n_devices:
+            raise CUDARuntimeError("cudaErrorInvalidDevice: invalid device ordinal")
+
+    def use(self):
+        self._check()
+        state.current = self.id
+
+    def __enter__(self):
+        self._check()
+        self._previous.append(state.current)
+        state.current = self.id
+        return self
+
+    def __exit__(self, *exc):
+        state.current = self._previous.pop()
+
+    def synchronize(self):
+        state.sync("synchronize")
 
     def __eq__(self, other):
         return getattr(other, "id", None) == self.id
@@ -115,7 +141,7 @@ class ndarray(numpy.ndarray):
 
     @property
     def device(self):
-        return DeviceId(self._device_id)
+        return Device(self._device_id)
 
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
         where = f"{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")

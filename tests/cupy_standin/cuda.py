@@ -9,48 +9,7 @@ import cuda_host
 from minigan import cuda as minigan_cuda
 
 from . import array as A
-from .array import ndarray
-
-
-class CUDARuntimeError(RuntimeError):
-    """As cupy_backends.cuda.api.runtime.CUDARuntimeError."""
-
-
-class Device:
-    """cupy.cuda.Device(id): `with` makes it current, use() too; Device() is the current one."""
-
-    def __init__(self, device=None):
-        self.id = A.state.current if device is None else int(getattr(device, "id", device))
-        self._previous = []
-
-    def _check(self):
-        if not 0 <= self.id < A.state.n_devices:
-            raise CUDARuntimeError("cudaErrorInvalidDevice: invalid device ordinal")
-
-    def use(self):
-        self._check()
-        A.state.current = self.id
-
-    def __enter__(self):
-        self._check()
-        self._previous.append(A.state.current)
-        A.state.current = self.id
-        return self
-
-    def __exit__(self, *exc):
-        A.state.current = self._previous.pop()
-
-    def synchronize(self):
-        A.state.sync("synchronize")
-
-    def __eq__(self, other):
-        return getattr(other, "id", None) == self.id
-
-    def __hash__(self):
-        return hash(self.id)
-
-    def __repr__(self):
-        return f"<CUDA Device {self.id}>"
+from .array import CUDARuntimeError, Device, ndarray  # noqa: F401 (cupy.cuda's)
 
 
 def _real_dtype(options):
@@ -105,7 +64,7 @@ class RawKernel:
             elif isinstance(a, numpy.ndarray):
                 A.state.refuse(f"{where}: argument {i} is a NumPy array (a host pointer)")
                 plain.append(a)
-            elif isinstance(a, (bool, int, float)):
+            elif type(a) in (bool, int, float):     # numpy.float64 is a float too: exact types
                 A.state.refuse(f"{where}: argument {i} is a Python {type(a).__name__}; CuPy "
                                "passes it as a 64-bit value (give a numpy.int32 or the REAL type)")
                 plain.append(a)
