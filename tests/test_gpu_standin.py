@@ -174,3 +174,25 @@ def test_the_cli_trains_dcgan_on_gpu_0_as_on_the_cpu(standin, tmp_path, monkeypa
 def _log(folder):
     import json
     return [json.loads(line) for line in open(folder / "log.jsonl", encoding="utf-8")]
+
+
+def test_pix2pix_resume_and_translate_on_gpu_1(standin, tmp_path, monkeypatch):
+    """--gpu 1 through the whole pix2pix workflow: snapshots loaded into device 1's arrays
+    (inside their device), translate on device 1; nothing meets device 0."""
+    from PIL import Image
+    monkeypatch.chdir(tmp_path)
+    tiny = ["--size", 32, "--n-down", 3, "--ngf", 4, "--ndf", 4, "--labels", "color",
+            "--batch-size", 2, "--log-interval", 2, "--snapshot-interval", 2,
+            "--sample-interval", 2, "--workers", 0, "--out", "run", "--gpu", 1]
+    assert run("pix2pix", *tiny, "--iterations", 2)[0] == 0
+    code, out = run("pix2pix", *tiny, "--iterations", 4, "--resume")
+    assert code == 0, out
+    (tmp_path / "inputs").mkdir()
+    pixels = numpy.random.RandomState(0).rand(32, 64, 3) * 255
+    Image.fromarray(pixels.astype(numpy.uint8)).save(tmp_path / "inputs" / "0.jpg")
+    code, out = run("translate", "--snapshot", "run/snapshot_iter_0000004.h5", "--input",
+                    "inputs", "--out", "translated", "--gpu", 1)
+    assert code == 0, out
+    assert (tmp_path / "translated" / "0.png").exists()
+    assert standin.state.incompatibilities == [] and standin.state.current == 0
+    assert {k[0] for k in cuda._modules} == {1}
