@@ -26,6 +26,7 @@ from .. import backend
 from ..core import FunctionNode, as_array
 from . import im2col as _im
 from . import im2col_last as _last
+from .depthwise import depthwise_convolution_2d
 from .math import sum as _sum
 
 
@@ -273,6 +274,11 @@ def _check_steps(op, s, p, d):
         raise ValueError(f"{op}: stride {s} and dilate {d} must be >= 1, pad {p} >= 0")
 
 
+def is_depthwise(x_shape, w_shape, groups):
+    """One filter per channel (groups == C == Cout): depthwise.py's shifted sums beat im2col."""
+    return groups == x_shape[1] == w_shape[0]
+
+
 def convolution_2d(x, W, b=None, stride=1, pad=0, dilate=1, groups=1):
     """2-D convolution (cross-correlation) of x (N, C, H, W) with W (Cout, C/groups, kh, kw)."""
     op = "convolution_2d"
@@ -285,6 +291,8 @@ def convolution_2d(x, W, b=None, stride=1, pad=0, dilate=1, groups=1):
     if oh < 1 or ow < 1:
         raise ValueError(f"{op}: x {as_array(x).shape} and W {as_array(W).shape} with stride {s}, "
                          f"pad {p}, dilate {d} give an empty output ({oh}, {ow})")
+    if is_depthwise(as_array(x).shape, as_array(W).shape, groups):
+        return depthwise_convolution_2d(x, W, b, s, p, d)
     inputs = (x, W) if b is None else (x, W, b)
     return Convolution2DFunction(s, p, d, groups).apply(inputs)[0]
 
