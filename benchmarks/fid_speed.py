@@ -1,0 +1,162 @@
+"""Seconds to compute the FID features (EfficientNet-lite0, 1280-d) of N images, minigan beside
+its PyTorch twin.
+
+The images (faces64 from the shared data, or any --data folder) are decoded and resized to
+224 x 224 once, as minigan.metrics prepares them (PIL bicubic on float pixels); that step is
+timed on its own. Then the two networks take the same batches in turn, batch by batch (this VM's
+speed drifts, so only figures taken side by side compare), with no gradient. The PyTorch twin is
+the one tests/test_efficientnet.py builds from torch.nn modules and the same .pth file (loaded
+by path). The features of the two are compared as a check.
+
+--taps N also times what ProjectedGAN asks of the network: the four feature maps of N random
+256 x 256 images and the gradient of a weighted sum of them w.r.t. the images (no weight
+gradients), a few reps each.
+
+Usage: PYTHONPATH=. python benchmarks/fid_speed.py [--n 1000] [--batch 50] [--threads 2]
+                                                   [--data DIR] [--no-torch] [--taps 8]
+"""
+import argparse
+import importlib.util
+import os
+import time
+
+import numpy
+
+import minigan
+from minigan import metrics
+from minigan.models import weights
+from minigan.models.efficientnet_lite import efficientnet_lite0
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.environ.get("MINIGAN_TEST_DATA") or os.path.join(HERE, "..", "..", "shared", "data")
+
+
+def load_twin(threads):
+    """The PyTorch twin of tests/test_efficientnet.py, in eval mode."""
+    import torch
+    torch.set_num_threads(threads)
+    path = os.path.join(HERE, "..", "tests", "test_efficientnet.py")
+    spec = importlib.util.spec_from_file_location("efficientnet_twin", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.twin(torch, weights.efficientnet_lite0_file())
+
+
+def torch_features(threads):
+    """x -> pooled features with the twin."""
+    import torch
+    model = load_twin(threads)
+
+    def run(x):
+        with torch.no_grad():
+            return model(torch.from_numpy(x), resize=False)[0].numpy()
+    return run
+
+
+def torch_taps(threads):
+    """x -> d sum_i <taps_i(x), r_i> / dx with the twin."""
+    import torch
+    net = load_twin(threads)
+
+    def run(x, rs):
+        xt = torch.from_numpy(x).requires_grad_()
+        taps = net(xt, resize=False)[1]
+        sum((t * torch.from_numpy(r)).sum() for t, r in zip(taps, rs)).backward()
+        return xt.grad.numpy()
+    return run
+
+
+def minigan_taps():
+    """x -> d sum_i <taps_i(x), r_i> / dx with minigan."""
+    net = efficientnet_lite0()
+
+    def run(x, rs):
+        xv = minigan.Variable(x)
+        return minigan.grad(net.taps(xv), [xv], list(rs))[0].array
+    return run
+
+
+def time_taps(n, reps, use_torch, threads):
+    """Print the best of reps of both, side by side."""
+    rng = numpy.random.RandomState(0)
+    x = rng.uniform(-1, 1, (n, 3, 256, 256)).astype(numpy.float32)
+    shapes = [(n, 24, 64, 64), (n, 40, 32, 32), (n, 112, 16, 16), (n, 320, 8, 8)]
+    rs = [rng.standard_normal(s).astype(numpy.float32) for s in shapes]
+    runs = {"minigan": minigan_taps()}
+    if use_torch:
+        runs["pytorch"] = torch_taps(threads)
+    best, grads = {}, {}
+    for name, run in runs.items():
+        grads[name] = run(x, rs)            # warm-up
+    for _ in range(reps):
+        for name, run in runs.items():
+            t = time.perf_counter()
+            run(x, rs)
+            best[name] = min(best.get(name, 1e9), time.perf_counter() - t)
+    print(f"ProjectedGAN maps + input gradient, {n} x 3 x 256 x 256 (best of {reps}):")
+    for name, s in best.items():
+        print(f"  {name:8s} {s:8.3f} s")
+    if use_torch:
+        g, e = grads["minigan"], grads["pytorch"]
+        print(f"  ratio minigan / pytorch: {best['minigan'] / best['pytorch']:.2f}   "
+              f"(max |gradient difference| / max |gradient| "
+              f"{numpy.abs(g - e).max() / numpy.abs(e).max():.1e}: float32, ReLU6 kinks)")
+
+
+def minigan_features():
+    """x -> pooled features with minigan."""
+    net = efficientnet_lite0()
+
+    def run(x):
+        with minigan.no_backprop_mode():
+            return net(x, resize=False).array
+    return run
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1000, help="images")
+    ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    ap.add_argument("--data", default=os.path.join(DATA, "faces64"))
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--taps", type=int, default=0, metavar="N",
+                    help="also time ProjectedGAN's maps + input gradient for N images")
+    ap.add_argument("--reps", type=int, default=3, help="with --taps")
+    args = ap.parse_args()
+
+    files = metrics.folder_files(args.data)
+    files = (files * (args.n // len(files) + 1))[:args.n]
+    t = time.perf_counter()
+    x = numpy.stack([metrics.read_image(f, 224) for f in files])
+    prep = time.perf_counter() - t
+    print(f"{args.n} images from {args.data}: decode + resize to 224 {prep:.2f} s "
+          f"({prep / args.n * 1e3:.1f} ms per image)")
+
+    runs = {"minigan": minigan_features()}
+    if not args.no_torch:
+        runs["pytorch"] = torch_features(args.threads)
+    for run in runs.values():             # warm up: workspaces, threads, caches
+        run(x[:args.batch])
+    seconds = dict.fromkeys(runs, 0.0)
+    feats = {k: [] for k in runs}
+    for lo in range(0, args.n, args.batch):
+        batch = numpy.ascontiguousarray(x[lo:lo + args.batch])
+        for name, run in runs.items():
+            t = time.perf_counter()
+            feats[name].append(run(batch))
+            seconds[name] += time.perf_counter() - t
+
+    print(f"features of {args.n} images, batch {args.batch} (noisy: the CPU is shared):")
+    for name, s in seconds.items():
+        print(f"  {name:8s} {s:8.2f} s   {s / args.n * 1e3:6.1f} ms per image")
+    if "pytorch" in seconds:
+        a, b = (numpy.concatenate(feats[k]) for k in ("minigan", "pytorch"))
+        print(f"  ratio minigan / pytorch: {seconds['minigan'] / seconds['pytorch']:.2f}   "
+              f"(max |feature difference| {numpy.abs(a - b).max():.2e})")
+    if args.taps:
+        time_taps(args.taps, args.reps, not args.no_torch, args.threads)
+
+
+if __name__ == "__main__":
+    main()
