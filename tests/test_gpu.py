@@ -60,6 +60,8 @@ OPS = {
     "dropout": (lambda x, m: F.dropout(x, 0.5, mask=m), [X, (A > 0).astype("f") * 2], 1),
     "convolution_2d": (lambda x, w, b: F.convolution_2d(x, w, b, 2, 1, groups=2),
                        [IMG, W, r(6, seed=2)], 3),
+    "depthwise_convolution_2d": (lambda x, w, b: F.depthwise_convolution_2d(
+        x, w, b, 2, ((1, 2), (0, 1))), [IMG, r(4, 1, 3, 3, seed=1), r(4, seed=2)], 3),
     "deconvolution_2d": (lambda x, w, b: F.deconvolution_2d(x, w, b, 2, 1),
                          [IMG, DW, r(3, seed=2)], 3),
     "batch_normalization": (F.batch_normalization, [IMG] + C4, 3),

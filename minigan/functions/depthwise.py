@@ -8,11 +8,13 @@ extra row at the bottom). Per axis, output o of tap i reads input r = s o + d i 
   gx[n, c, r, t] = sum_ij W[c, i, j] gy[n, c, o, q] over r = s o + d i - pt, ...  (its adjoint)
   gW[c, i, j]    = sum_noq gy[n, c, o, q] x[n, c, s o + d i - pt, s q + d j - pl]
 
-Each tap is one multiply-add of a strided window over the part of the output whose reads fall
-inside the image: exact, with no padded copy and no columns. im2col would copy kh kw values per
-output pixel for a GEMM of one row per channel (one BLAS call per (n, c): 7x slower than PyTorch
-on (8, 144, 56, 56), k = 3). The planes (n, c) are walked in blocks of about 1 MB so that a
-block's input, output and product stay in cache over its kh kw taps.
+A plane is copied once into its s x s padded phases (see Geometry); there, the reads of tap
+(i, j) for all outputs are one contiguous run at a fixed offset, so each tap is one multiply and
+one add over a run, with no columns. The planes (n, c) are walked in blocks of about 1 MB (on
+im2col's threads when the work is big), so a block stays in cache over its kh kw taps.
+Measured on (8, 144, 56, 56), k = 3, forward + backward, 2 shared cores (noisy): the grouped
+im2col route (one GEMM of one row per (n, c)) 90 ms, strided windows of the unpadded input
+75-85 ms, contiguous runs of the phases 35 ms; PyTorch 13-34 ms.
 
 The three maps are bilinear and adjoint to one another, so each backward is built from the other
 two nodes and every order of derivative works:
