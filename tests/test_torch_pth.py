@@ -1,6 +1,5 @@
 """The .pth reader: files written by torch in both layouts equal torch's own load; hostile pickles
 are refused before anything in them runs; truncated and out-of-bounds files fail cleanly."""
-import io
 import os
 import pickle
 import zipfile
@@ -86,14 +85,15 @@ class Hostile:
         return (os.system, (f"touch {self.marker}",))
 
 
+def _headers():
+    """The three pickles that open a legacy-layout file, as torch writes them."""
+    return b"".join(pickle.dumps(h, protocol=2)
+                    for h in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}))
+
+
 def _legacy_bytes(obj):
-    """A legacy-layout file whose payload pickle is obj (the headers as torch writes them)."""
-    f = io.BytesIO()
-    for header in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
-        pickle.dump(header, f, protocol=2)
-    pickle.dump(obj, f, protocol=2)
-    pickle.dump([], f, protocol=2)
-    return f.getvalue()
+    """A legacy-layout file whose payload pickle is obj, with no storages."""
+    return _headers() + pickle.dumps(obj, protocol=2) + pickle.dumps([], protocol=2)
 
 
 def test_hostile_legacy_pickle_is_refused(tmp_path):
@@ -135,6 +135,24 @@ def test_other_globals_are_refused(tmp_path):
         path.write_bytes(blob)
         with pytest.raises(UnsafePickleError, match=f"{module}.{name}"):
             load_pth(path)
+
+
+def test_build_cannot_change_a_checked_tensor(tmp_path):
+    """A BUILD opcode that would set a tensor's offset to -5 after its checks is refused."""
+    blob = (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n("
+            b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000"
+            b"X\x03\x00\x00\x00cpuK\x06NtQ"              # persistent id of storage '0'
+            b"K\x00K\x06\x85K\x01\x85\x89tR"              # offset 0, size (6,), stride (1,)
+            b"N}X\x06\x00\x00\x00offsetJ\xfb\xff\xff\xffs\x86b.")   # BUILD (None, {offset: -5})
+    storages = pickle.dumps(["0"], protocol=2) + (6).to_bytes(8, "little") + \
+        numpy.arange(6, dtype="<f4").tobytes()
+    path = tmp_path / "w.pth"
+    path.write_bytes(_headers() + blob + storages)
+    with pytest.raises(WeightFileError, match="tried to set _TensorRef.offset"):
+        load_pth(path)
+    # without the BUILD the same bytes are a valid file
+    path.write_bytes(_headers() + blob[:blob.index(b"N}X")] + b"." + storages)
+    numpy.testing.assert_array_equal(load_pth(path), numpy.arange(6, dtype="f4"))
 
 
 def test_out_of_bounds_view_is_refused(tmp_path):

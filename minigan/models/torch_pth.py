@@ -198,6 +198,8 @@ def _load_zip(f, name):
         pkl = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pkl) != 1:
             raise WeightFileError(f"{name}: a zip without one NAME/data.pkl is not a torch file")
+        if z.getinfo(pkl[0]).file_size > 1 << 28:
+            raise WeightFileError(f"{name}: a data.pkl of over 256 MB is not a state dict")
         root = pkl[0][:-len("data.pkl")]
         byteorder = "little"
         if root + "byteorder" in names:
