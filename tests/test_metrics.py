@@ -186,6 +186,26 @@ def test_arrays_and_saved_images_agree(tmp_path, lite0):
     assert abs(result.fid) < 1e-6 and result.n_fake == 3
 
 
+def test_features_on_the_cupy_standin(tmp_path, lite0, monkeypatch):
+    """device=0 on the CuPy stand-in gives the CPU's features, by arrays and by folder."""
+    import cupy_standin
+    from minigan import backend
+    x = numpy.random.RandomState(7).uniform(-1, 1, (2, 3, 24, 24)).astype(numpy.float32)
+    folder = tmp_path / "samples"
+    for i, im in enumerate(to_uint8(x)):
+        save_image(im, str(folder / f"{i}.png"))
+    on_cpu = metrics.array_features(x)
+    from minigan.models import efficientnet_lite
+    monkeypatch.setattr(efficientnet_lite, "_loaded", {})     # no network left on a fake device
+    cupy = cupy_standin.install(monkeypatch, n_devices=1)
+    device = backend.Device(0)
+    for got in (metrics.array_features(cupy.asarray(x), device=device),
+                metrics.folder_features(str(folder), device=0)):
+        assert isinstance(got, numpy.ndarray)
+        numpy.testing.assert_allclose(got, on_cpu, rtol=1e-5, atol=1e-5)
+    assert cupy.state.incompatibilities == [] and not cupy.state.numpy_calls
+
+
 def test_cache_key_follows_the_files(tmp_path):
     folder = tmp_path / "real"
     folder.mkdir()

@@ -1,11 +1,13 @@
 """`python cli.py fid --real DIR --fake DIR`: FID (and KID) of two image folders."""
 import os
+import sys
 
 import click
+from tqdm.auto import tqdm
 
-from .. import metrics
+from .. import backend, metrics
 from ..models import WeightFileError
-from .common import check_device, user_errors
+from .common import one_line, user_errors
 
 
 @click.command("fid")
@@ -22,17 +24,18 @@ from .common import check_device, user_errors
 def fid_command(real, fake, kid, batch_size, gpu, no_cache):
     """FID on EfficientNet-lite0 features: compare runs with it, not with published
     (Inception-v3) FIDs."""
-    check_device(gpu)
+    device = backend.Device(gpu)        # no CuPy or no such device: one line, before any work
     try:
         # both folders are checked before any work is done
         n_real, n_fake = (len(metrics.folder_files(f)) for f in (real, fake))
         cached = not no_cache and os.path.exists(metrics.stats_path(real))
         if cached:
             click.echo(f"real statistics from the cache ({n_real} images)", err=True)
-        with click.progressbar(length=n_fake + (0 if cached else n_real), label="features",
-                               file=click.get_text_stream("stderr")) as bar:
-            result = metrics.fid_from_folders(real, fake, batch_size=batch_size, device=gpu,
+        # tqdm: a live bar on a terminal or in a notebook, nothing in a log (disable=None)
+        with tqdm(total=n_fake + (0 if cached else n_real), desc="features", unit="image",
+                  file=sys.stderr, disable=None, dynamic_ncols=True) as bar:
+            result = metrics.fid_from_folders(real, fake, batch_size=batch_size, device=device,
                                               kid=kid, cache=not no_cache, progress=bar.update)
     except (metrics.MetricError, WeightFileError) as e:
-        raise click.ClickException(str(e).splitlines()[0]) from None
+        raise click.ClickException(one_line(e)) from None
     click.echo(result)

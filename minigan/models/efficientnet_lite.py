@@ -23,6 +23,7 @@ import re
 
 import numpy
 
+from .. import backend
 from .. import functions as F
 from ..links.link import Chain, Link
 from .weights import cached_state_dict, efficientnet_lite0_file
@@ -157,9 +158,11 @@ _loaded = {}
 
 
 def efficientnet_lite0(device=-1):
-    """The pretrained network on device (-1: the CPU), built once per process and device."""
-    net = _loaded.get(device)
+    """The pretrained network on device (a backend.Device or an id, -1 the CPU), built once per
+    process and device."""
+    device = backend.as_device(device)
+    net = _loaded.get(device.id)
     if net is None:
-        net = _loaded[device] = EfficientNetLite0(cached_state_dict(efficientnet_lite0_file()))
-        net.to_device(device)
+        net = EfficientNetLite0(cached_state_dict(efficientnet_lite0_file()))
+        _loaded[device.id] = net.to_device(device)
     return net
