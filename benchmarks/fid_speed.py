@@ -12,8 +12,9 @@ by path). The features of the two are compared as a check.
 256 x 256 images and the gradient of a weighted sum of them w.r.t. the images (no weight
 gradients), a few reps each.
 
-Usage: PYTHONPATH=. python benchmarks/fid_speed.py [--n 1000] [--batch 50] [--threads 2]
-                                                   [--data DIR] [--no-torch] [--taps 8]
+Usage: python benchmarks/fid_speed.py [--n 1000] [--batch 50] [--threads 2] [--data DIR]
+                                      [--no-torch] [--taps 8]
+(minigan as installed: pip install -e ., or PYTHONPATH=. without the install)
 """
 import argparse
 import importlib.util
@@ -23,12 +24,13 @@ import time
 import numpy
 
 import minigan
+import reference
 from minigan import metrics
 from minigan.models import weights
 from minigan.models.efficientnet_lite import efficientnet_lite0
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.environ.get("MINIGAN_TEST_DATA") or os.path.join(HERE, "..", "..", "shared", "data")
+DATA = os.environ.get("MINIGAN_TEST_DATA") or reference.shared_dir("data")
 
 
 def load_twin(threads):
