@@ -3,6 +3,7 @@ import click
 
 from . import __version__
 from .commands.download import download
+from .commands.fid import fid_command
 from .commands.generate import generate_command
 from .commands.lightweight import lightweight_command
 from .commands.pix2pix import pix2pix_command, translate_command
@@ -17,7 +18,7 @@ def main():
 
 # the registry of subcommands: a GAN is added here, never through an if/elif chain
 for command in (pix2pix_command, translate_command, *ZOO_COMMANDS, lightweight_command,
-                generate_command, download):
+                generate_command, fid_command, download):
     main.add_command(command)
 
 
