@@ -22,7 +22,9 @@ from minigan.optimizers import SGD, WeightDecay
 from helpers import error_line, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MPIEXEC = shutil.which("mpiexec")
+# the mpich wheel puts mpiexec beside this Python (a pyenv shim may not exist for it yet)
+MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or \
+    shutil.which("mpiexec")
 try:
     import mpi4py  # noqa: F401
     NO_MPI = None if MPIEXEC else "no mpiexec on PATH (pip install -e .[mpi])"
