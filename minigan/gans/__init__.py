@@ -5,8 +5,8 @@
     x = trained.module.generate(trained.models["gen"], trained.module.sample_z(trained.config, 16))
 
 A chapter provides Config (with for_data and from_dict), build(config) -> (models, optimizers),
-Updater, generate, and for the unconditional ones sample_z, FLAGS, DATASETS and TRAINING (what
-the command line reads). A snapshot stores the chapter's name and its Config as a dict, so
+Updater, generate, and the unconditional ones sample_z; a chapter trained by the zoo's command
+(commands/zoo.py) also lists FLAGS, DATASETS and TRAINING, from which that command is built. A snapshot stores the chapter's name and its Config as a dict, so
 `load` rebuilds the networks without the command line that trained them.
 """
 import collections

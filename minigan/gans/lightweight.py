@@ -123,10 +123,7 @@ class Config(base.Config):
         return self.gradient_accumulate_every      # each accumulation step has its own batch
 
 
-FLAGS = {}
-DATASETS = ("folder",)
-TRAINING = {"iterations": 150_000, "batch_size": 10}
-
+# no FLAGS: its command (commands/lightweight.py) speaks lucidrains' flags, not the zoo's
 
 # -- networks ----------------------------------------------------------------------------------
 
