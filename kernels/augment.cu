@@ -1,5 +1,5 @@
 // DiffAugment (Zhao et al. 2020, arXiv:2006.10738): a whole policy (color, translation, cutout)
-// in one launch, and its adjoint in one launch. NumPy twin and parameters: minigan/augment.py.
+// in two launches, and its adjoint in two. NumPy twin and parameters: minigan/augment.py.
 //
 // Per image n the host draws fp[n] = (b, s, c): brightness, saturation, contrast, and
 // ip[n] = (ty, tx, cy, cx): the shift and the top-left corner of the cutout square
@@ -9,8 +9,11 @@
 //                i.e. z = c s (x - m) + c (m - xbar) + xbar + b
 //   translation: t[h, w] = z[h + ty, w + tx], 0 where that lies outside the image
 //   cutout:      y = 0 inside the square, t elsewhere
-// One block per image (xbar is a reduction over the image): 2 reads of x and 1 write of y;
-// the mean pass is skipped for an image whose c is 1.
+// Grid: (tiles, images): each image's pixels are cut into `tiles` ranges, one block each, so a
+// batch of 64 fills every SM of a large GPU (one block per image would use 64). xbar needs the
+// whole image: a first launch writes each tile's partial sum to part[n * tiles + t] (no
+// atomics: the same sum in every run), and the second sums those few partials per block.
+// 2 reads of x and 1 write of y in all; the sums are skipped for an image whose c is 1.
 #ifndef REAL
 #define REAL float
 #endif
@@ -42,26 +45,57 @@ __device__ __forceinline__ bool augment_kept(int h, int w, int H, int W, const i
     return !cut && hs >= 0 && hs < H && ws >= 0 && ws < W;
 }
 
-// y = cutout(translate(color(x))). Shared: blockDim REALs.
-extern "C" __global__ void diff_augment(const REAL* __restrict__ x, REAL* __restrict__ y,
-                                        const REAL* __restrict__ fp, const int* __restrict__ ip,
-                                        int N, int C, int H, int W, int cut_h, int cut_w) {
+// The pixel range [q0, q1) of tile t of an image of HW pixels cut into `tiles` ranges.
+__device__ __forceinline__ void augment_tile(int t, int tiles, int HW, int* q0, int* q1) {
+    const int per = (HW + tiles - 1) / tiles;
+    *q0 = t * per;
+    *q1 = *q0 + per < HW ? *q0 + per : HW;
+}
+
+// part[n * tiles + t] = sum of x[n] over tile t's pixels and all channels (0 where c is 1).
+// Shared: blockDim REALs.
+extern "C" __global__ void diff_augment_sums(const REAL* __restrict__ x, REAL* __restrict__ part,
+                                             const REAL* __restrict__ fp,
+                                             const int* __restrict__ ip, int N, int C, int H,
+                                             int W, int cut_h, int cut_w, int tiles) {
     DYNAMIC_SHARED(REAL, slots);
     const int HW = H * W;
+    int q0, q1;
+    augment_tile(blockIdx.x, tiles, HW, &q0, &q1);
+    for (int n = blockIdx.y; n < N; n += gridDim.y) {
+        REAL acc = 0;
+        if (fp[3 * n + 2] != 1) {                 // block-uniform: every thread agrees
+            const REAL* xn = x + (long long)n * C * HW;
+            for (int q = q0 + threadIdx.x; q < q1; q += blockDim.x)
+                for (int ch = 0; ch < C; ++ch) acc += xn[ch * HW + q];
+        }
+        acc = augment_block_sum(acc, slots);
+        if (threadIdx.x == 0) part[n * tiles + blockIdx.x] = acc;
+    }
+}
+
+// y = cutout(translate(color(x))), given part from diff_augment_sums.
+extern "C" __global__ void diff_augment(const REAL* __restrict__ x, REAL* __restrict__ y,
+                                        const REAL* __restrict__ part,
+                                        const REAL* __restrict__ fp, const int* __restrict__ ip,
+                                        int N, int C, int H, int W, int cut_h, int cut_w,
+                                        int tiles) {
+    const int HW = H * W;
     const long long CHW = (long long)C * HW;
-    for (int n = blockIdx.x; n < N; n += gridDim.x) {
+    int q0, q1;
+    augment_tile(blockIdx.x, tiles, HW, &q0, &q1);
+    for (int n = blockIdx.y; n < N; n += gridDim.y) {
         const REAL* xn = x + n * CHW;
         REAL* yn = y + n * CHW;
         const REAL b = fp[3 * n], s = fp[3 * n + 1], c = fp[3 * n + 2];
         const int* in = ip + 4 * n;
         REAL xbar = 0;
         if (c != 1) {
-            REAL acc = 0;
-            for (long long e = threadIdx.x; e < CHW; e += blockDim.x) acc += xn[e];
-            xbar = augment_block_sum(acc, slots) / (REAL)CHW;
+            for (int t = 0; t < tiles; ++t) xbar += part[n * tiles + t];
+            xbar /= (REAL)CHW;
         }
         const REAL cs = c * s;
-        for (int q = threadIdx.x; q < HW; q += blockDim.x) {
+        for (int q = q0 + threadIdx.x; q < q1; q += blockDim.x) {
             const int h = q / W, w = q - h * W;
             if (!augment_kept(h, w, H, W, in, cut_h, cut_w)) {
                 for (int ch = 0; ch < C; ++ch) yn[ch * HW + q] = 0;
@@ -82,32 +116,59 @@ extern "C" __global__ void diff_augment(const REAL* __restrict__ x, REAL* __rest
 // kept, else 0, the color map z = c s x + c (1 - s) m(x) + (1 - c) xbar(x) + b gives
 //   gx = c s g + c (1 - s) mean_channels(g) + (1 - c) mean_image(g),
 // since m and xbar are means that copy their value to every channel (pixel): their adjoints
-// are the same means. Shared: blockDim REALs.
-extern "C" __global__ void diff_augment_adjoint(const REAL* __restrict__ gy,
-                                                REAL* __restrict__ gx,
-                                                const REAL* __restrict__ fp,
-                                                const int* __restrict__ ip, int N, int C, int H,
-                                                int W, int cut_h, int cut_w) {
+// are the same means.
+
+// part[n * tiles + t] = sum over tile t's kept output pixels of gy[n], all channels (0 where c
+// is 1). Shared: blockDim REALs.
+extern "C" __global__ void diff_augment_adjoint_sums(const REAL* __restrict__ gy,
+                                                     REAL* __restrict__ part,
+                                                     const REAL* __restrict__ fp,
+                                                     const int* __restrict__ ip, int N, int C,
+                                                     int H, int W, int cut_h, int cut_w,
+                                                     int tiles) {
     DYNAMIC_SHARED(REAL, slots);
     const int HW = H * W;
+    int q0, q1;
+    augment_tile(blockIdx.x, tiles, HW, &q0, &q1);
+    for (int n = blockIdx.y; n < N; n += gridDim.y) {
+        REAL acc = 0;
+        if (fp[3 * n + 2] != 1) {
+            const REAL* gyn = gy + (long long)n * C * HW;
+            const int* in = ip + 4 * n;
+            for (int q = q0 + threadIdx.x; q < q1; q += blockDim.x) {
+                const int h = q / W, w = q - h * W;
+                if (augment_kept(h, w, H, W, in, cut_h, cut_w))
+                    for (int ch = 0; ch < C; ++ch) acc += gyn[ch * HW + q];
+            }
+        }
+        acc = augment_block_sum(acc, slots);
+        if (threadIdx.x == 0) part[n * tiles + blockIdx.x] = acc;
+    }
+}
+
+// gx = A^T gy, given part from diff_augment_adjoint_sums.
+extern "C" __global__ void diff_augment_adjoint(const REAL* __restrict__ gy,
+                                                REAL* __restrict__ gx,
+                                                const REAL* __restrict__ part,
+                                                const REAL* __restrict__ fp,
+                                                const int* __restrict__ ip, int N, int C, int H,
+                                                int W, int cut_h, int cut_w, int tiles) {
+    const int HW = H * W;
     const long long CHW = (long long)C * HW;
-    for (int n = blockIdx.x; n < N; n += gridDim.x) {
+    int q0, q1;
+    augment_tile(blockIdx.x, tiles, HW, &q0, &q1);
+    for (int n = blockIdx.y; n < N; n += gridDim.y) {
         const REAL* gyn = gy + n * CHW;
         REAL* gxn = gx + n * CHW;
         const REAL s = fp[3 * n + 1], c = fp[3 * n + 2];
         const int* in = ip + 4 * n;
         REAL gbar = 0;                            // mean_image(g)
         if (c != 1) {
-            REAL acc = 0;                         // sums of kept output pixels, over channels
-            for (int q = threadIdx.x; q < HW; q += blockDim.x) {
-                const int h = q / W, w = q - h * W;
-                if (augment_kept(h, w, H, W, in, cut_h, cut_w))
-                    for (int ch = 0; ch < C; ++ch) acc += gyn[ch * HW + q];
-            }
-            gbar = augment_block_sum(acc, slots) / (REAL)CHW;
+            for (int t = 0; t < tiles; ++t) gbar += part[n * tiles + t];
+            gbar /= (REAL)CHW;
         }
         const REAL cs = c * s, rest = (1 - c) * gbar;
-        for (int q = threadIdx.x; q < HW; q += blockDim.x) {
+        for (int q = q0 + threadIdx.x; q < q1; q += blockDim.x) {
             const int h = q / W, w = q - h * W;
             const int ho = h - in[0], wo = w - in[1];     // the output pixel that read (h, w)
             if (ho < 0 || ho >= H || wo < 0 || wo >= W ||

@@ -21,7 +21,7 @@ With g = gy carried back through cutout and translation,
   gx = c s g + c (1 - s) mean_channels(g) + (1 - c) mean_image(g).
 
 The random parameters are drawn on the host (NumPy's generator, so a snapshot restores them);
-on CuPy arrays both directions are one kernel launch each (kernels/augment.cu), on NumPy arrays
+on CuPy arrays both directions are two kernel launches each (kernels/augment.cu), on NumPy arrays
 the vectorized twins below.
 """
 import dataclasses
@@ -160,8 +160,14 @@ def adjoint_twin(gy, p):
     return c * s * g + (c * (1 - s) * m + (1 - c) * gbar)
 
 
+# pixels per block of the kernels: a batch of 64 images of 64 x 64 makes 256 blocks, of
+# 256 x 256 4096, enough to fill every SM of a large GPU (one block per image filled 64)
+TILE_PIXELS = 1024
+
+
 def _kernel(name, a, p, linear=False):
-    """diff_augment or diff_augment_adjoint of a by kernels/augment.cu: one block per image."""
+    """diff_augment or diff_augment_adjoint of a by kernels/augment.cu: the images' partial
+    sums (for the color's image mean), then the map, each one launch over (tiles, images)."""
     xp = backend.get_array_module(a)
     a = xp.ascontiguousarray(a)
     color, ints = p.on(xp, a.dtype)
@@ -171,11 +177,14 @@ def _kernel(name, a, p, linear=False):
     out = xp.empty_like(a)
     N, C, H, W = a.shape
     if out.size:
-        block = min(1024, 4 * cuda.threads_per_block)     # few blocks: make each one wide
-        sizes = tuple(map(cuda.int32, (N, C, H, W) + tuple(p.cut)))
+        tiles = -(-H * W // TILE_PIXELS)
+        part = xp.empty((N, tiles), a.dtype)        # one partial sum per (image, tile)
+        grid, block = (tiles, min(N, cuda.max_grid_y)), cuda.threads_per_block
+        sizes = tuple(map(cuda.int32, (N, C, H, W) + tuple(p.cut) + (tiles,)))
         cuda.int32(C * H * W)
-        cuda.launch("augment", name, a.dtype, min(N, 2 ** 31 - 1), block,
-                    (a, out, color, ints) + sizes, shared_mem=block * a.dtype.itemsize)
+        cuda.launch("augment", name + "_sums", a.dtype, grid, block,
+                    (a, part, color, ints) + sizes, shared_mem=block * a.dtype.itemsize)
+        cuda.launch("augment", name, a.dtype, grid, block, (a, out, part, color, ints) + sizes)
     return out
 
 

@@ -226,7 +226,10 @@ AUGMENTS = [((1, 3, 8, 8), "color,translation,cutout", 0.5, 1.0),
 
 @pytest.mark.parametrize("shape,policy,ratio,prob", AUGMENTS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_diff_augment_and_its_adjoint(dev, shape, policy, ratio, prob, dtype):
+@pytest.mark.parametrize("tile", [1024, 7], ids=["one tile", "tiles"])
+def test_diff_augment_and_its_adjoint(dev, shape, policy, ratio, prob, dtype, tile, monkeypatch):
+    """Also with each image cut into many tiles of 7 pixels (the last one shorter)."""
+    monkeypatch.setattr(augment, "TILE_PIXELS", tile)
     p = augment.sample_params(shape, policy, ratio, rng=numpy.random.RandomState(3), prob=prob)
     x, gy = rand(*shape, dtype=dtype), rand(*shape, dtype=dtype, seed=1)
     fwd = lambda a: augment.DiffAugment(p).apply((a,))[0]

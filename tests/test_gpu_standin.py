@@ -150,7 +150,8 @@ def test_diff_augment_on_the_gpu_equals_the_cpu_and_never_syncs(standin, policy)
         assert isinstance(got.array, standin.ndarray) and got.dtype == dtype
         numpy.testing.assert_allclose(got.array.get(), want, rtol=rtol, atol=rtol)
     state = standin.state
-    assert state.launches["diff_augment"] == 2 and state.incompatibilities == []
+    assert state.launches["diff_augment"] == 2 and state.launches["diff_augment_sums"] == 2
+    assert state.incompatibilities == []
     assert state.syncs == {"get": 2}                        # only the two .get() above
 
 
