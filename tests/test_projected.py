@@ -253,3 +253,17 @@ def test_bad_input_is_one_line(faces, args, message):
     assert code != 0
     assert message in error_line(out)
     assert not os.path.exists("o") or not os.listdir("o")
+
+
+def test_lightweight_calculate_fid_every_writes_fid_jsonl(faces):
+    code, out = run("lightweight", "--data", faces, "--name", "f", "--image-size", 32,
+                    "--batch-size", 2, "--gradient-accumulate-every", 1, "--num-train-steps", 2,
+                    "--fmap-max", 8, "--latent-dim", 8, "--evaluate-every", 2,
+                    "--save-every", 2, "--calculate-fid-every", 1,
+                    "--calculate-fid-num-images", 4, "--workers", 0)
+    assert code == 0, out
+    fid = [json.loads(l) for l in open(os.path.join("results", "f", "fid.jsonl"))]
+    assert [r["iteration"] for r in fid] == [1, 2]
+    assert all(r["metric"] == "FID (EfficientNet-lite0)" and r["n_fake"] == 4 for r in fid)
+    assert os.path.exists(os.path.join("results", "f", "fid.png"))
+    assert os.path.exists(os.path.join("results", "f", "1.jpg"))
