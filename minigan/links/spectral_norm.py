@@ -71,7 +71,7 @@ class SpectralNorm(Chain):
 
     def sigma(self):
         """sigma = u^T W v as a Variable of W (u, v constants): sum(W * u v^T)."""
-        uv = self.xp.outer(self.u, self.v)          # (out, rest)
+        uv = self.u[:, None] * self.v[None, :]      # u v^T (out, rest)
         if _matrix_axis(self.link) == 1:
             shape = self.link.W.shape
             uv = uv.reshape((shape[1], shape[0]) + shape[2:]).swapaxes(0, 1)
