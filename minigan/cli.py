@@ -7,6 +7,7 @@ from .commands.fid import fid_command
 from .commands.generate import generate_command
 from .commands.lightweight import lightweight_command
 from .commands.pix2pix import pix2pix_command, translate_command
+from .commands.projected import projected_command
 from .commands.zoo import COMMANDS as ZOO_COMMANDS
 
 
@@ -18,7 +19,7 @@ def main():
 
 # the registry of subcommands: a GAN is added here, never through an if/elif chain
 for command in (pix2pix_command, translate_command, *ZOO_COMMANDS, lightweight_command,
-                generate_command, fid_command, download):
+                projected_command, generate_command, fid_command, download):
     main.add_command(command)
 
 

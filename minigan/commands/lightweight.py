@@ -25,6 +25,7 @@ from ..gans import REGISTRY, load, snapshot_meta
 from ..training import Trainer, TrainingError, snapshots
 from ..visualize import tile, to_uint8
 from .common import seed_everything, snapshot_config, user_errors
+from .fid_log import FIDLog, check_fid_ready
 
 GAN = "lightweight"
 MODULE = REGISTRY[GAN]
@@ -75,15 +76,22 @@ def render(G, z, rng_seed, chunk=16):
     return numpy.concatenate(xs)
 
 
-def sampler(results, config, seed, tiles, interval):
-    """Writes results/{n}.jpg and {n}-ema.jpg (tiles x tiles, the same z every time)."""
+def sampler(results, config, seed, tiles, interval, total, fid=None, fid_every=None):
+    """Writes results/{n}.jpg and {n}-ema.jpg (tiles x tiles, the same z every time), and
+    every fid_every steps the FID of G (as lucidrains: the plain G) into results/fid.jsonl."""
     z = MODULE.sample_z(config, tiles * tiles, numpy.random.RandomState(seed))
 
     def sample(updater):
-        n = math.ceil(updater.step / interval)
-        for suffix, G in (("", updater.models["gen"]), ("-ema", updater.models["gen_ema"])):
-            picture = tile(to_uint8(render(G, z, seed + 1)), ncol=tiles)
-            save_jpeg(picture, os.path.join(results, f"{n}{suffix}.jpg"))
+        if updater.step % interval == 0 or updater.step == total:
+            n = math.ceil(updater.step / interval)
+            for suffix, G in (("", updater.models["gen"]), ("-ema", updater.models["gen_ema"])):
+                picture = tile(to_uint8(render(G, z, seed + 1)), ncol=tiles)
+                save_jpeg(picture, os.path.join(results, f"{n}{suffix}.jpg"))
+        if fid is not None and updater.step % fid_every == 0:
+            rng = numpy.random.RandomState(seed + 2)
+            draw = lambda k: [render(updater.models["gen"], MODULE.sample_z(config, k, rng),
+                                     seed + 3)]
+            click.echo(f"\nstep {updater.step}: {fid(draw, updater.step)}", err=True)
     return sample
 
 
@@ -158,6 +166,9 @@ def train(o, results, models_dir, device):
         raise DatasetError(f"--data {o['data']}: no such folder")
     dataset = ImageFolderDataset(o["data"], size=size, channels=channels,
                                  flip=o["dataset_aug_prob"] > 0)
+    fid_every = o["calculate_fid_every"]
+    if fid_every:
+        check_fid_ready(o["data"])
     if config is None:
         aug_prob = o["aug_prob"]
         if aug_prob is None:        # lucidrains' rule for small datasets
@@ -180,9 +191,13 @@ def train(o, results, models_dir, device):
     every = o["save_every"]
     trainer = Trainer(updater, iterator, results, o["num_train_steps"],
                       log_interval=o["log_every"], snapshot_interval=every,
-                      sample_interval=o["evaluate_every"],
+                      sample_interval=math.gcd(o["evaluate_every"], fid_every or 0) or
+                      o["evaluate_every"],
                       sample=sampler(results, config, o["seed"], o["num_image_tiles"],
-                                     o["evaluate_every"]),
+                                     o["evaluate_every"], o["num_train_steps"],
+                                     fid_every=fid_every, fid=FIDLog(
+                                         o["data"], results, o["calculate_fid_num_images"],
+                                         device) if fid_every else None),
                       meta=snapshot_meta(GAN, config, o), seed=o["seed"], keep_snapshots=10 ** 9,
                       snapshot_dir=models_dir, snapshot_glob="model_*.h5",
                       snapshot_name=lambda step: f"model_{math.ceil(step / every)}.h5")
@@ -233,7 +248,10 @@ def train(o, results, models_dir, device):
 @option("latent_dim", type=click.IntRange(1), default=256, show_default=True,
         help="minigan: dimensions of z.")
 @option("disc_output_size", type=click.Choice(["1", "5"]), default="5", show_default=True)
-@option("calculate_fid_every", type=int, default=None, help="Not available yet.")
+@option("calculate_fid_every", type=click.IntRange(1), default=None,
+        help="FID (EfficientNet-lite0) of G every N steps, into results/NAME/fid.jsonl.")
+@option("calculate_fid_num_images", type=click.IntRange(2), default=12800, show_default=True,
+        help="Generated images per FID.")
 @option("attn_res_layers", default=None, help="Not supported (linear attention).")
 @option("antialias", is_flag=True, help="Not supported.")
 @option("dual_contrast_loss", is_flag=True, help="Not supported.")
@@ -253,9 +271,6 @@ def lightweight_command(**o):
     for flag in UNSUPPORTED:
         if o[flag]:
             click.echo(f"--{flag.replace('_', '-')}: not supported by minigan; ignored", err=True)
-    if o["calculate_fid_every"]:
-        click.echo("--calculate-fid-every: FID is not available in minigan yet; ignored",
-                   err=True)
     bad = [t for t in o["aug_types"].split(",") if t and t not in ("color", "cutout",
                                                                     "translation")]
     if bad:

@@ -17,11 +17,11 @@ import h5py
 from .. import backend
 from ..serializers import SerializationError, load_hdf5
 from ..training import TrainingError, mismatch_line, read_meta
-from . import began, dcgan, gan, lightweight, pix2pix, wgan_gp
+from . import began, dcgan, gan, lightweight, pix2pix, projected, wgan_gp
 
 # name -> chapter: a GAN joins the zoo with one line here (the CLI, generate and load find it)
 REGISTRY = {"gan": gan, "dcgan": dcgan, "wgan-gp": wgan_gp, "began": began, "pix2pix": pix2pix,
-            "lightweight": lightweight}
+            "lightweight": lightweight, "projected": projected}
 
 # the layout of a snapshot's meta group; 1: minigan 0.1.0, options only (no Config)
 FORMAT = 2

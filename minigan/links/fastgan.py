@@ -2,6 +2,7 @@
 
     init      z (N, n_z, 1, 1) -> ConvT 4x4 -> BN -> GLU                        (N, C, 4, 4)
     up        nearest x2 -> conv 3x3 to 2C -> noise injection -> BN -> GLU     (N, C, 2H, 2W)
+    up big    ProjectedGAN's 'fastgan': up, then two rounds of conv 3x3 + noise + BN + GLU
     SLE       SLE(low, high) = high * sigmoid(conv1x1(swish(conv4x4(pool4(low)))))
     down      [conv 4x4 s2 + BN + LReLU -> conv 3x3 + BN + LReLU] + [avgpool 2 + conv 1x1 + BN
               + LReLU]: two branches summed                                     (N, C, H/2, W/2)
@@ -48,7 +49,7 @@ class NoiseInjection(Link):
         if noise is None:       # drawn on the host (NumPy's generator: a snapshot restores it)
             noise = numpy.random.standard_normal((N, 1, H, W))
         noise = self.xp.asarray(noise, x.dtype)
-        w = F.reshape(self.weight, (1, C, 1, 1))
+        w = F.reshape(self.weight, (1, -1, 1, 1))      # (1, C, 1, 1), or (1, 1, 1, 1): a scalar
         return x + F.broadcast_to(w, x.shape) * F.broadcast_to(noise, x.shape)
 
 
@@ -80,6 +81,22 @@ class UpBlock(Chain):
         if self.noise is not None:
             h = self.noise(h, noise)
         return F.glu(self.bn(h))                                # (N, b, 2H, 2W)
+
+
+class UpBlockBig(Chain):
+    """ProjectedGAN's 'fastgan' up-block: nearest x2, then twice conv 3x3 to 2b, noise (one
+    scalar weight, as its code), BN, GLU."""
+
+    def __init__(self, a, b, dtype=numpy.float32):
+        super().__init__()
+        self.conv1, self.noise1, self.bn1 = (conv(a, 2 * b, 3, 1, 1, dtype=dtype),
+                                             NoiseInjection(1, dtype), bn(2 * b, dtype=dtype))
+        self.conv2, self.noise2, self.bn2 = (conv(b, 2 * b, 3, 1, 1, dtype=dtype),
+                                             NoiseInjection(1, dtype), bn(2 * b, dtype=dtype))
+
+    def forward(self, x, noise=(None, None)):
+        h = F.glu(self.bn1(self.noise1(self.conv1(F.upsample_nearest(x, 2)), noise[0])))
+        return F.glu(self.bn2(self.noise2(self.conv2(h), noise[1])))   # (N, b, 2H, 2W)
 
 
 class SLE(Chain):

@@ -1,0 +1,198 @@
+"""`python cli.py projected`: projected-gan's train.py command line, on minigan.
+
+    python cli.py projected --outdir training-runs --cfg fastgan_lite --data ./faces64 \\
+        --batch 64 --batch-gpu 8 --kimg 1000 --mirror --snap 5 --metrics fid
+    python cli.py projected --outdir training-runs --resume training-runs/00000-.../   # continue
+
+Layout as projected-gan's: OUTDIR/NNNNN-CFG-DATA-gpus1-batchB[-DESC]/ with fakesKKKKKK.png
+(a grid from G_ema) and network-snapshot-KKKKKK.h5 every --snap ticks of --tick kimg, KKKKKK the
+thousands of images shown; minigan adds log.jsonl, loss.png, and with --metrics fid fid.jsonl and
+fid.png. A snapshot holds the full state (G, D, G_ema, optimizers, data order, random state), so
+--resume continues exactly in the snapshot's folder. --batch-gpu splits a batch into rounds whose
+gradients add up (gradient accumulation; one device here).
+"""
+import json
+import math
+import os
+import re
+
+import click
+import numpy
+from PIL import Image
+
+from .. import backend
+from ..datasets import BatchIterator, DatasetError, ImageFolderDataset
+from ..datasets.image_folder import list_images
+from ..folders import writable_folder
+from ..gans import REGISTRY, snapshot_meta
+from ..training import Trainer, TrainingError, snapshots
+from ..visualize import save_image, tile, to_uint8
+from .common import seed_everything, snapshot_config, user_errors
+from .fid_log import FIDLog, check_fid_ready
+
+GAN = "projected"
+MODULE = REGISTRY[GAN]
+GLOB = "network-snapshot-*.h5"
+METRICS = ("fid", "none")
+
+
+def run_dir(outdir, desc):
+    """OUTDIR/NNNNN-desc with NNNNN one more than any run there (train.py's rule)."""
+    ids = [int(m.group()) for x in (os.listdir(outdir) if os.path.isdir(outdir) else [])
+           if (m := re.match(r"^\d+", x)) and os.path.isdir(os.path.join(outdir, x))]
+    return os.path.join(outdir, f"{max(ids, default=-1) + 1:05d}-{desc}")
+
+
+def resume_path(resume):
+    """The snapshot to continue: a file, or the latest network-snapshot in a run folder."""
+    if os.path.isfile(resume):
+        return resume
+    if os.path.isdir(resume):
+        found = snapshots(resume, GLOB)
+        if found:
+            return found[-1]
+        raise TrainingError(f"--resume: no {GLOB} in {resume}")
+    raise TrainingError(f"--resume: {resume} does not exist")
+
+
+def image_size(data):
+    """The side of the first image in data (the run's resolution unless --resolution)."""
+    files = list_images(data)
+    if not files:
+        raise DatasetError(f"--data {data}: no images in it")
+    with Image.open(files[0]) as im:
+        return min(im.size)
+
+
+def grid_z(config, seed, n=32):
+    """The fixed z of the sample grids."""
+    return MODULE.sample_z(config, n, numpy.random.RandomState(seed))
+
+
+def render(G, z, chunk, seed):
+    """G(z) in test mode, in chunks, noise from RandomState(seed) (the 'fastgan' G's)."""
+    rng = numpy.random.RandomState(seed)
+    return numpy.concatenate([backend.to_cpu(MODULE.generate(G, G.xp.asarray(z[i:i + chunk]),
+                                                              rng))
+                              for i in range(0, len(z), chunk)])
+
+
+def kimg_of(iteration, batch):
+    return iteration * batch // 1000
+
+
+def sampler(out, config, seed, fid):
+    """At each snapshot tick: fakesKKKKKK.png from G_ema (and the FID when asked)."""
+    z = grid_z(config, seed)
+
+    def sample(updater):
+        G, k = updater.models["gen_ema"], updater.nimg // 1000
+        picture = tile(to_uint8(render(G, z, config.batch_gpu, seed + 1)), ncol=8)
+        save_image(picture, os.path.join(out, f"fakes{k:06d}.png"))
+        if fid is not None:
+            rng = numpy.random.RandomState(seed + 2)
+
+            def draw(n):
+                zs = MODULE.sample_z(config, n, rng)
+                return [render(G, zs, config.batch_gpu, seed + 3)]
+            result = fid(draw, updater.nimg // config.batch, kimg=updater.nimg / 1000)
+            click.echo(f"\nkimg {updater.nimg / 1000:.1f}: {result}", err=True)
+    return sample
+
+
+@click.command("projected")
+@click.option("--outdir", required=True, metavar="DIR", help="Where to save the results.")
+@click.option("--cfg", type=click.Choice(["fastgan", "fastgan_lite"]), default="fastgan_lite",
+              show_default=True, help="Base configuration (the G's up-blocks).")
+@click.option("--data", required=True, metavar="DIR", help="Folder of training images.")
+@click.option("--gpus", type=click.IntRange(1, 1), default=1, show_default=True,
+              help="Only 1 (minigan: --gpu picks the device).")
+@click.option("--batch", type=click.IntRange(1), default=64, show_default=True,
+              help="Total batch size.")
+@click.option("--batch-gpu", type=click.IntRange(1), default=None,
+              help="Images per round; --batch / --batch-gpu rounds per step [default: --batch].")
+@click.option("--cbase", type=click.IntRange(1), default=128, show_default=True,
+              help="minigan: FastGAN's ngf (the official fastgan configs fix it at 128).")
+@click.option("--ndf", type=click.IntRange(0), default=0, show_default=True,
+              help="minigan: one width for every D layer; 0: the official channel table.")
+@click.option("--mirror", type=bool, is_flag=False, flag_value=True, default=False,
+              show_default=True, help="Random x-flips of the data (--mirror or --mirror=1).")
+@click.option("--resume", default=None, metavar="PATH",
+              help="Continue a run exactly: a snapshot or a run folder.")
+@click.option("--resolution", type=click.IntRange(16), default=None,
+              help="minigan: train at this size [default: the first image's].")
+@click.option("--desc", default=None, help="String to include in the run folder's name.")
+@click.option("--metrics", default="fid", show_default=True,
+              help="fid (FID (EfficientNet-lite0) at each snapshot) or none.")
+@click.option("--fid-images", type=click.IntRange(2), default=1000, show_default=True,
+              help="minigan: generated images per FID (the official fid50k: 50000).")
+@click.option("--kimg", type=click.FloatRange(0, min_open=True), default=25000,
+              show_default=True, help="Training length in thousands of images.")
+@click.option("--tick", type=click.FloatRange(0, min_open=True), default=4, show_default=True,
+              help="Progress tick in kimg.")
+@click.option("--snap", type=click.IntRange(1), default=50, show_default=True,
+              help="Snapshots, samples and metrics every this many ticks.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--gpu", type=int, default=-1, show_default=True, help="CUDA device; -1: the CPU.")
+@click.option("--workers", type=click.IntRange(0), default=1, show_default=True,
+              help="Threads preparing batches.")
+@user_errors
+def projected_command(**o):
+    """Train ProjectedGAN with projected-gan's train.py flags."""
+    metric_names = [m for m in o["metrics"].split(",") if m]
+    bad = [m for m in metric_names if m not in METRICS]
+    if bad:
+        raise click.UsageError(f"--metrics {','.join(bad)}: minigan computes fid or none")
+    batch_gpu = o["batch_gpu"] or o["batch"]
+    if o["batch"] % batch_gpu:
+        raise click.UsageError(f"--batch {o['batch']} must be a multiple of --batch-gpu "
+                               f"{batch_gpu}")
+    if not os.path.isdir(o["data"]):
+        raise DatasetError(f"--data {o['data']}: no such folder")
+    device = backend.Device(o["gpu"])
+    path = resume_path(o["resume"]) if o["resume"] else None
+    config = snapshot_config(path, MODULE) if path else None
+    if config is not None:
+        click.echo("--resume: the networks, batch and resolution are the snapshot's", err=True)
+    size = config.size if config else (o["resolution"] or image_size(o["data"]))
+    dataset = ImageFolderDataset(o["data"], size=size, flip=o["mirror"])
+    fid = "fid" in metric_names
+    if fid:
+        check_fid_ready(o["data"])
+    if config is None:
+        config = MODULE.Config.for_data(dataset.shape, ngf=o["cbase"], ndf=o["ndf"],
+                                        lite=o["cfg"] == "fastgan_lite", batch=o["batch"],
+                                        batch_gpu=batch_gpu)
+    out = os.path.dirname(os.path.abspath(path)) if path else None
+    if out is None:
+        writable_folder(o["outdir"], "--outdir")
+        name = os.path.basename(os.path.normpath(o["data"]))
+        desc = f"{o['cfg']}-{name}-gpus1-batch{config.batch}" + (f"-{o['desc']}" if o["desc"]
+                                                                 else "")
+        out = run_dir(o["outdir"], desc)
+    click.echo(f"data: {dataset.describe()}", err=True)
+    click.echo(f"output directory: {out}", err=True)
+    seed_everything(o["seed"])
+    models, optimizers = MODULE.build(config)
+    updater = MODULE.Updater(config, models, optimizers, device)
+    iterator = BatchIterator(dataset, config.batch, shuffle=True, seed=o["seed"],
+                             n_workers=o["workers"])
+    tick = max(1, round(o["tick"] * 1000 / config.batch))             # iterations
+    every = tick * o["snap"]
+    log = FIDLog(o["data"], out, o["fid_images"], device) if fid else None
+    trainer = Trainer(updater, iterator, out, math.ceil(o["kimg"] * 1000 / config.batch),
+                      log_interval=tick, snapshot_interval=every, sample_interval=every,
+                      sample=sampler(out, config, o["seed"], log),
+                      meta=snapshot_meta(GAN, config, {**o, "data": os.path.abspath(o["data"])}),
+                      seed=o["seed"], keep_snapshots=10 ** 9, snapshot_glob=GLOB,
+                      snapshot_name=lambda it: f"network-snapshot-{kimg_of(it, config.batch):06d}.h5")
+    if path:
+        trainer.load_snapshot(path)
+        click.echo(f"resuming {path} at kimg {updater.nimg / 1000:.1f}", err=True)
+    with open(os.path.join(out, "training_options.json"), "w", encoding="utf-8") as f:
+        json.dump({"config": config.to_dict(), "options": o}, f, indent=1)
+    with iterator:
+        status = trainer.run()
+    click.echo(f"results in {out}", err=True)
+    if status == "interrupted":
+        raise SystemExit(130)
