@@ -3,8 +3,10 @@ its PyTorch twin.
 
 The images (faces64 from the shared data, or any --data folder) are decoded and resized to
 224 x 224 once, as minigan.metrics prepares them (PIL bicubic on float pixels); that step is
-timed on its own. Then the two networks take the same batches in turn, batch by batch (this VM's
-speed drifts, so only figures taken side by side compare), with no gradient. The PyTorch twin is
+timed on its own. Then the two networks take the same batches, no gradient, in stretches of 5
+batches in turn, ABBA (this VM's speed drifts, so only figures taken side by side compare),
+with a pause at each switch: run right after the other, each meets the other's threads still
+spinning (minigan right after PyTorch, batch 50: 7.5 s against 6.8 s after a 0.5 s pause). The PyTorch twin is
 the one tests/test_efficientnet.py builds from torch.nn modules and the same .pth file (loaded
 by path). The features of the two are compared as a check.
 
@@ -90,10 +92,11 @@ def time_taps(n, reps, use_torch, threads):
     best, grads = {}, {}
     for name, run in runs.items():
         grads[name] = run(x, rs)            # warm-up
-    for _ in range(reps):
-        for name, run in runs.items():
+    for rep in range(reps):
+        for name in (list(runs) if rep % 2 == 0 else list(runs)[::-1]):
+            time.sleep(0.5)                     # let the other's threads stop spinning
             t = time.perf_counter()
-            run(x, rs)
+            runs[name](x, rs)
             best[name] = min(best.get(name, 1e9), time.perf_counter() - t)
     print(f"ProjectedGAN maps + input gradient, {n} x 3 x 256 x 256 (best of {reps}):")
     for name, s in best.items():
@@ -141,12 +144,17 @@ def main():
     for run in runs.values():             # warm up: workspaces, threads, caches
         run(x[:args.batch])
     seconds = dict.fromkeys(runs, 0.0)
-    feats = {k: [] for k in runs}
-    for lo in range(0, args.n, args.batch):
-        batch = numpy.ascontiguousarray(x[lo:lo + args.batch])
-        for name, run in runs.items():
+    feats = {k: [None] * len(range(0, args.n, args.batch)) for k in runs}
+    batches = [numpy.ascontiguousarray(x[lo:lo + args.batch]) for lo in range(0, args.n,
+                                                                             args.batch)]
+    # stretches of 5 batches in turn, the order flipped each time (A B B A ...), with a pause
+    # at each switch: a framework run right after the other meets its threads still spinning
+    for k, lo in enumerate(range(0, len(batches), 5)):
+        for name in (list(runs) if k % 2 == 0 else list(runs)[::-1]):
+            time.sleep(0.5)
             t = time.perf_counter()
-            feats[name].append(run(batch))
+            for i in range(lo, min(lo + 5, len(batches))):
+                feats[name][i] = runs[name](batches[i])
             seconds[name] += time.perf_counter() - t
 
     print(f"features of {args.n} images, batch {args.batch} (noisy: the CPU is shared):")
