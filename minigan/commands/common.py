@@ -218,15 +218,24 @@ def train(gan, opts, updater, iterator, sample, out, resume_path):
     else:
         ranks.prepare(comm, updater, opts)
         trainer = dist.DistributedTrainer(updater, iterator, out, iterations, comm, **kwargs)
+    options = os.path.join(out, "options.json") if comm is None or comm.rank == 0 else None
+    run_trainer(trainer, iterator, resume_path, options, opts,
+                lambda t: f"resuming {resume_path} at iteration {t.iteration}",
+                f"results in {out}")
+
+
+def run_trainer(trainer, iterator, resume_path, options_path, options, resumed, done):
+    """Resume from resume_path (saying resumed(trainer)), record the options (a JSON file;
+    None: not on this rank), train, say `done`; exit 130 after a Ctrl-C snapshot."""
     if resume_path:
         trainer.load_snapshot(resume_path)
-        click.echo(f"resuming {resume_path} at iteration {trainer.iteration}", err=True)
-    if comm is None or comm.rank == 0:
-        with open(os.path.join(out, "options.json"), "w", encoding="utf-8") as f:
-            json.dump(opts, f, indent=1)
+        click.echo(resumed(trainer), err=True)
+    if options_path:
+        with open(options_path, "w", encoding="utf-8") as f:
+            json.dump(options, f, indent=1)
     with iterator:
         status = trainer.run()
-    click.echo(f"results in {out}", err=True)
+    click.echo(done, err=True)
     if status == "interrupted":
         sys.exit(130)
 

@@ -11,7 +11,6 @@ run continues exactly), models/NAME/config.json, and minigan's results/NAME/log.
 Training a NAME that exists continues it; --new moves the old folders aside (never deletes).
 """
 import datetime
-import json
 import math
 import os
 
@@ -24,7 +23,7 @@ from ..datasets import BatchIterator, DatasetError, ImageFolderDataset
 from ..gans import REGISTRY, load, snapshot_meta
 from ..training import Trainer, TrainingError, snapshots
 from ..visualize import tile, to_uint8
-from .common import seed_everything, snapshot_config, user_errors
+from .common import run_trainer, seed_everything, snapshot_config, user_errors
 from .fid_log import FIDLog, check_fid_ready
 
 GAN = "lightweight"
@@ -201,16 +200,10 @@ def train(o, results, models_dir, device):
                       meta=snapshot_meta(GAN, config, o), seed=o["seed"], keep_snapshots=10 ** 9,
                       snapshot_dir=models_dir, snapshot_glob="model_*.h5",
                       snapshot_name=lambda step: f"model_{math.ceil(step / every)}.h5")
-    if path:
-        trainer.load_snapshot(path)
-        click.echo(f"continuing from {path} (step {trainer.iteration})", err=True)
-    with open(os.path.join(models_dir, "config.json"), "w", encoding="utf-8") as f:
-        json.dump({"config": config.to_dict(), "options": o}, f, indent=1)
-    with iterator:
-        status = trainer.run()
-    click.echo(f"results in {results}, models in {models_dir}", err=True)
-    if status == "interrupted":
-        raise SystemExit(130)
+    run_trainer(trainer, iterator, path, os.path.join(models_dir, "config.json"),
+                {"config": config.to_dict(), "options": o},
+                lambda t: f"continuing from {path} (step {t.iteration})",
+                f"results in {results}, models in {models_dir}")
 
 
 @click.command("lightweight")

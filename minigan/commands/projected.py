@@ -11,7 +11,6 @@ fid.png. A snapshot holds the full state (G, D, G_ema, optimizers, data order, r
 --resume continues exactly in the snapshot's folder. --batch-gpu splits a batch into rounds whose
 gradients add up (gradient accumulation; one device here).
 """
-import json
 import math
 import os
 import re
@@ -27,7 +26,7 @@ from ..folders import writable_folder
 from ..gans import REGISTRY, snapshot_meta
 from ..training import Trainer, TrainingError, snapshots
 from ..visualize import save_image, tile, to_uint8
-from .common import seed_everything, snapshot_config, user_errors
+from .common import run_trainer, seed_everything, snapshot_config, user_errors
 from .fid_log import FIDLog, check_fid_ready
 
 GAN = "projected"
@@ -186,13 +185,6 @@ def projected_command(**o):
                       meta=snapshot_meta(GAN, config, {**o, "data": os.path.abspath(o["data"])}),
                       seed=o["seed"], keep_snapshots=10 ** 9, snapshot_glob=GLOB,
                       snapshot_name=lambda it: f"network-snapshot-{kimg_of(it, config.batch):06d}.h5")
-    if path:
-        trainer.load_snapshot(path)
-        click.echo(f"resuming {path} at kimg {updater.nimg / 1000:.1f}", err=True)
-    with open(os.path.join(out, "training_options.json"), "w", encoding="utf-8") as f:
-        json.dump({"config": config.to_dict(), "options": o}, f, indent=1)
-    with iterator:
-        status = trainer.run()
-    click.echo(f"results in {out}", err=True)
-    if status == "interrupted":
-        raise SystemExit(130)
+    run_trainer(trainer, iterator, path, os.path.join(out, "training_options.json"),
+                {"config": config.to_dict(), "options": o},
+                lambda t: f"resuming {path} at kimg {updater.nimg / 1000:.1f}", f"results in {out}")
