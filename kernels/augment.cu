@@ -52,12 +52,12 @@ __device__ __forceinline__ void augment_tile(int t, int tiles, int HW, int* q0, 
     *q1 = *q0 + per < HW ? *q0 + per : HW;
 }
 
-// part[n * tiles + t] = sum of x[n] over tile t's pixels and all channels (0 where c is 1).
-// Shared: blockDim REALs.
-extern "C" __global__ void diff_augment_sums(const REAL* __restrict__ x, REAL* __restrict__ part,
-                                             const REAL* __restrict__ fp,
-                                             const int* __restrict__ ip, int N, int C, int H,
-                                             int W, int cut_h, int cut_w, int tiles) {
+// part[n * tiles + t] = the sum over tile t's pixels of v[n], all channels; with kept_only,
+// over the output pixels augment_kept keeps (the adjoint's), else over all (the forward's).
+// 0 where c is 1 (the color needs no mean there). Shared: blockDim REALs.
+__device__ void augment_sums(const REAL* v, REAL* part, const REAL* fp, const int* ip, int N,
+                             int C, int H, int W, int cut_h, int cut_w, int tiles,
+                             bool kept_only) {
     DYNAMIC_SHARED(REAL, slots);
     const int HW = H * W;
     int q0, q1;
@@ -65,13 +65,24 @@ extern "C" __global__ void diff_augment_sums(const REAL* __restrict__ x, REAL* _
     for (int n = blockIdx.y; n < N; n += gridDim.y) {
         REAL acc = 0;
         if (fp[3 * n + 2] != 1) {                 // block-uniform: every thread agrees
-            const REAL* xn = x + (long long)n * C * HW;
-            for (int q = q0 + threadIdx.x; q < q1; q += blockDim.x)
-                for (int ch = 0; ch < C; ++ch) acc += xn[ch * HW + q];
+            const REAL* vn = v + (long long)n * C * HW;
+            for (int q = q0 + threadIdx.x; q < q1; q += blockDim.x) {
+                const int h = q / W, w = q - h * W;
+                if (!kept_only || augment_kept(h, w, H, W, ip + 4 * n, cut_h, cut_w))
+                    for (int ch = 0; ch < C; ++ch) acc += vn[ch * HW + q];
+            }
         }
         acc = augment_block_sum(acc, slots);
         if (threadIdx.x == 0) part[n * tiles + blockIdx.x] = acc;
     }
+}
+
+// The partial sums of x for xbar.
+extern "C" __global__ void diff_augment_sums(const REAL* __restrict__ x, REAL* __restrict__ part,
+                                             const REAL* __restrict__ fp,
+                                             const int* __restrict__ ip, int N, int C, int H,
+                                             int W, int cut_h, int cut_w, int tiles) {
+    augment_sums(x, part, fp, ip, N, C, H, W, cut_h, cut_w, tiles, false);
 }
 
 // y = cutout(translate(color(x))), given part from diff_augment_sums.
@@ -118,32 +129,14 @@ extern "C" __global__ void diff_augment(const REAL* __restrict__ x, REAL* __rest
 // since m and xbar are means that copy their value to every channel (pixel): their adjoints
 // are the same means.
 
-// part[n * tiles + t] = sum over tile t's kept output pixels of gy[n], all channels (0 where c
-// is 1). Shared: blockDim REALs.
+// The partial sums of gy over kept output pixels, for mean_image(g).
 extern "C" __global__ void diff_augment_adjoint_sums(const REAL* __restrict__ gy,
                                                      REAL* __restrict__ part,
                                                      const REAL* __restrict__ fp,
                                                      const int* __restrict__ ip, int N, int C,
                                                      int H, int W, int cut_h, int cut_w,
                                                      int tiles) {
-    DYNAMIC_SHARED(REAL, slots);
-    const int HW = H * W;
-    int q0, q1;
-    augment_tile(blockIdx.x, tiles, HW, &q0, &q1);
-    for (int n = blockIdx.y; n < N; n += gridDim.y) {
-        REAL acc = 0;
-        if (fp[3 * n + 2] != 1) {
-            const REAL* gyn = gy + (long long)n * C * HW;
-            const int* in = ip + 4 * n;
-            for (int q = q0 + threadIdx.x; q < q1; q += blockDim.x) {
-                const int h = q / W, w = q - h * W;
-                if (augment_kept(h, w, H, W, in, cut_h, cut_w))
-                    for (int ch = 0; ch < C; ++ch) acc += gyn[ch * HW + q];
-            }
-        }
-        acc = augment_block_sum(acc, slots);
-        if (threadIdx.x == 0) part[n * tiles + blockIdx.x] = acc;
-    }
+    augment_sums(gy, part, fp, ip, N, C, H, W, cut_h, cut_w, tiles, true);
 }
 
 // gx = A^T gy, given part from diff_augment_adjoint_sums.
