@@ -1,12 +1,11 @@
 """The zoo learns: the vanilla GAN and WGAN-GP cover the 8-Gaussian ring, BEGAN's controller and
 convergence measure behave, DCGAN trains on real MNIST digits without NaN or collapse. Fixed seeds,
 small networks, a few hundred steps each."""
-import os
 
 import numpy
 import pytest
 
-from helpers import SHARED, shared
+from helpers import shared
 from minigan.datasets import BatchIterator, ImageFolderDataset, MnistDataset, RingDataset
 from minigan.datasets import find_mnist, mode_coverage, ring_centers
 from minigan.gans import began, dcgan, gan, wgan_gp
@@ -81,22 +80,11 @@ def test_wgan_gp_covers_the_ring_and_its_gradient_norm_moves_toward_1():
 
 
 def _faces(size):
-    """Real faces when the team's data is there, else smooth random images (what matters is that
-    the autoencoder and the controller behave)."""
-    path = os.path.join(SHARED, "faces64")
-    if os.path.isdir(path):
-        ds = ImageFolderDataset(path, size=size)
-        ds.files = ds.files[:256]
-        return ds
-    rng = numpy.random.RandomState(0)
-    base = rng.uniform(-1, 1, (256, 3, 4, 4)).astype(numpy.float32)
-    images = base.repeat(size // 4, 2).repeat(size // 4, 3)
-
-    class Smooth:
-        shape = (3, size, size)
-        __len__ = lambda self: len(images)
-        get_example = lambda self, i, rng=None: (images[i],)
-    return Smooth()
+    """256 real faces of the team's data (M_global's fall is measured on them; on smooth random
+    images it did not fall by a fifth in 80 steps, so without the data the test skips)."""
+    ds = ImageFolderDataset(shared("faces64"), size=size)
+    ds.files = ds.files[:256]
+    return ds
 
 
 def test_began_keeps_k_in_0_1_and_m_global_falls():
