@@ -1,6 +1,7 @@
 """What every training command shares: options, device and data setup, the run folder, errors."""
 import functools
 import json
+import math
 import os
 import shutil
 import sys
@@ -24,6 +25,24 @@ from . import ranks
 RUN_FIXED = ("gpu", "iterations", "epochs", "resume", "workers", "out", "keep", "communicator")
 # where things are (not what is trained): on --resume the user's value wins
 USER_PLACES = ("data_dir",)
+
+
+class Finite(click.ParamType):
+    """A finite float >= low (> low when strict): --lr nan, inf or -1 are refused."""
+    name = "float"
+
+    def __init__(self, low=0.0, strict=False):
+        self.low, self.strict = low, strict
+
+    def convert(self, value, param, ctx):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(v) or v < self.low or (self.strict and v == self.low):
+            self.fail(f"{value} must be a finite number {'>' if self.strict else '>='} "
+                      f"{self.low:g}", param, ctx)
+        return v
 
 
 def training_options(default_out, iterations=None, batch_size=1, snapshot_interval=1000,

@@ -23,7 +23,7 @@ from ..datasets import BatchIterator, DatasetError, ImageFolderDataset
 from ..gans import REGISTRY, load, snapshot_meta
 from ..training import Trainer, TrainingError, snapshots
 from ..visualize import tile, to_uint8
-from .common import run_trainer, seed_everything, snapshot_config, user_errors
+from .common import Finite, run_trainer, seed_everything, snapshot_config, user_errors
 from .fid_log import FIDLog, check_fid_ready
 
 GAN = "lightweight"
@@ -218,7 +218,7 @@ def train(o, results, models_dir, device):
 @option("batch_size", type=click.IntRange(1), default=10, show_default=True)
 @option("gradient_accumulate_every", type=click.IntRange(1), default=4, show_default=True)
 @option("num_train_steps", type=click.IntRange(1), default=150_000, show_default=True)
-@option("learning_rate", type=float, default=2e-4, show_default=True)
+@option("learning_rate", type=Finite(strict=True), default=2e-4, show_default=True)
 @option("save_every", type=click.IntRange(1), default=1000, show_default=True)
 @option("evaluate_every", type=click.IntRange(1), default=1000, show_default=True)
 @option("generate", is_flag=True, help="Write images of G and its EMA, then exit.")

@@ -6,7 +6,6 @@ FLAGS become options that set Config fields, DATASETS the accepted --dataset val
 the run's defaults, and Config.for_data(shape, **flags) the networks. This module only parses.
 """
 import dataclasses
-import math
 
 import click
 import numpy
@@ -17,7 +16,7 @@ from ..datasets.mnist import get_it
 from ..datasets.toy import ring_centers
 from ..gans import REGISTRY
 from ..visualize import tile, to_uint8
-from .common import (make_iterator, resolve_run, seed_everything, snapshot_config, start,
+from .common import (Finite, make_iterator, resolve_run, seed_everything, snapshot_config, start,
                      train, training_options, user_errors)
 
 
@@ -68,24 +67,6 @@ def data_options(choices, default):
 
 
 # -- flags from the chapters -------------------------------------------------------------------
-
-class Finite(click.ParamType):
-    """A finite float >= low (> low when strict): --lr nan, inf or -1 are refused."""
-    name = "float"
-
-    def __init__(self, low=0.0, strict=False):
-        self.low, self.strict = low, strict
-
-    def convert(self, value, param, ctx):
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(v) or v < self.low or (self.strict and v == self.low):
-            self.fail(f"{value} must be a finite number {'>' if self.strict else '>='} "
-                      f"{self.low:g}", param, ctx)
-        return v
-
 
 def flag_option(module, field):
     """--field-name for a Config field listed in the chapter's FLAGS; its default is the
