@@ -53,6 +53,19 @@ class Config:
         return 1
 
 
+def square_images(shape, gan, min_size=None):
+    """(C, S) of data of square images (C, S, S), or a ConfigError; with min_size, S must also
+    be a power of 2 of at least min_size (the networks double or halve it step by step)."""
+    shape = tuple(shape)
+    if len(shape) != 3 or shape[1] != shape[2]:
+        raise ConfigError(f"{gan} needs square images (C, S, S), not data of shape {shape}")
+    ch, size, _ = shape
+    if min_size is not None and (size < min_size or size & (size - 1)):
+        raise ConfigError(f"{gan}: image size {size}x{size} must be a power of 2 and at least "
+                          f"{min_size}")
+    return ch, size
+
+
 def sample_z(c, n, rng=numpy.random):
     """n noise vectors z ~ N(0, I), float32 (N, n_z), from rng (numpy's global one by default)."""
     return rng.standard_normal((n, c.n_z)).astype(numpy.float32)

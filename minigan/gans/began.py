@@ -67,11 +67,9 @@ class Config(base.Config):
     @classmethod
     def for_data(cls, shape, **overrides):
         """The paper's networks at the images' size and channels."""
-        if len(shape) != 3 or shape[1] != shape[2]:
-            raise base.ConfigError(f"began needs square images, not data of shape "
-                                   f"{tuple(shape)}")
-        scales(shape[1])            # a size the networks cannot take fails here, in one line
-        return cls.create(**{"size": shape[1], "channels": shape[0], **overrides})
+        ch, size = base.square_images(shape, "began")
+        scales(size)                # a size the networks cannot take fails here, in one line
+        return cls.create(**{"size": size, "channels": ch, **overrides})
 
 
 FLAGS = {"n": "Filters per convolution (the encoder grows n, 2n, 3n, ...).",

@@ -54,15 +54,9 @@ class Config(base.Config):
     @classmethod
     def for_data(cls, shape, **overrides):
         """'mnist' networks for 28 x 28 images, the paper's 'radford' layout for other sizes."""
-        ch, h, w = _square(shape)
-        arch = "mnist" if h == 28 else "radford"
-        return cls.create(**{"arch": arch, "size": h, "channels": ch, **overrides})
-
-
-def _square(shape):
-    if len(shape) != 3 or shape[1] != shape[2]:
-        raise base.ConfigError(f"dcgan needs square images, not data of shape {tuple(shape)}")
-    return shape
+        ch, size = base.square_images(shape, "dcgan")
+        arch = "mnist" if size == 28 else "radford"
+        return cls.create(**{"arch": arch, "size": size, "channels": ch, **overrides})
 
 
 # the command line (commands/zoo.py): Config fields given as flags, the data it trains on (the

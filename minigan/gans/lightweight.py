@@ -95,13 +95,9 @@ class Config(base.Config):
     @classmethod
     def for_data(cls, shape, **overrides):
         """Square images of a power-of-2 side >= 32 with 1, 3 or 4 channels."""
-        if len(tuple(shape)) != 3:
-            raise base.ConfigError(f"lightweight needs images (C, H, W), not data of shape {shape}")
-        ch, h, w = shape
-        size = overrides.get("size", h)
-        if h != w or size < 32 or size & (size - 1):
-            raise base.ConfigError(f"lightweight: image size {h}x{w} must be square, a power of "
-                                   "2 and at least 32 (32, 64, 128, 256, 512, 1024)")
+        ch, size = base.square_images(shape, "lightweight")
+        size = overrides.get("size", size)
+        base.square_images((ch, size, size), "lightweight", min_size=32)
         if ch not in (1, 3, 4):
             raise base.ConfigError(f"lightweight: {ch} channels; 1 (greyscale), 3 or 4 "
                                    "(transparent)")

@@ -95,12 +95,7 @@ class Config(base.Config):
     @classmethod
     def for_data(cls, shape, **overrides):
         """Square RGB images of a power-of-2 side >= 16; EMA half-life batch * 10 / 32 kimg."""
-        if len(tuple(shape)) != 3:
-            raise base.ConfigError(f"projected needs images (C, H, W), not data of shape {shape}")
-        ch, h, w = shape
-        if h != w or h < 16 or h & (h - 1):
-            raise base.ConfigError(f"projected: image size {h}x{w} must be square, a power of 2 "
-                                   "and at least 16")
+        ch, h = base.square_images(shape, "projected", min_size=16)
         if ch != 3:
             raise base.ConfigError(f"projected: {ch} channels; the feature network takes RGB (3)")
         batch = overrides.get("batch", cls.batch)
