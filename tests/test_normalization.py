@@ -6,7 +6,7 @@ import pytest
 import minigan
 import minigan.functions as F
 from minigan import Variable
-from minigan.functions import normalization
+from minigan.functions import norm_jit, normalization
 from helpers import check_op, randn
 
 f32, f64 = numpy.float32, numpy.float64
@@ -33,8 +33,20 @@ NORMS = {
 CASES = [(name, shape) for name, (_, shapes) in NORMS.items() for shape in shapes]
 
 
+@pytest.fixture(params=["numpy", "jit"])
+def passes(request, monkeypatch):
+    """Each test twice: on the NumPy passes (the reference) and on norm_jit's compiled loops."""
+    if request.param == "jit":
+        if norm_jit.numba is None:
+            pytest.skip("numba is not installed (the minigan[jit] extra)")
+        monkeypatch.setenv("MINIGAN_JIT", "1")
+    else:
+        monkeypatch.setenv("MINIGAN_JIT", "0")
+    return request.param
+
+
 @pytest.mark.parametrize("name,shape", CASES, ids=[f"{n}-{s}" for n, s in CASES])
-def test_gradcheck(name, shape):
+def test_gradcheck(name, shape, passes):
     fn, _ = NORMS[name]
     x = randn(*shape, seed=1) * 2 + 0.5
     inputs = (x,) if name == "in_plain" else (x,) + _params(shape[1])
@@ -69,7 +81,7 @@ def test_third_order(fn):
 
 @pytest.mark.parametrize("fn", [F.batch_normalization, F.instance_normalization])
 @pytest.mark.parametrize("dtype", [f32, f64])
-def test_array_backward_matches_differentiable_backward(fn, dtype):
+def test_array_backward_matches_differentiable_backward(fn, dtype, passes):
     """The no-graph fast path (create_graph=False) equals the graph path (create_graph=True)."""
     x = Variable(randn(2, 3, 4, 5, seed=1, dtype=dtype) * 3 + 1)
     g, b = (Variable(p) for p in _params(3, dtype=dtype))
@@ -85,6 +97,7 @@ def test_array_backward_matches_differentiable_backward(fn, dtype):
 @pytest.mark.parametrize("fn", [F.batch_normalization, F.instance_normalization])
 def test_blocks_of_channels_match_one_block(fn, monkeypatch):
     """Large arrays run block by block of channels (cache-sized): the same numbers as one block."""
+    monkeypatch.setenv("MINIGAN_JIT", "0")                  # the blocks are the NumPy passes'
     x, gy = randn(2, 5, 3, 4, seed=1) * 2 + 1, randn(2, 5, 3, 4, seed=2)
 
     def run():
@@ -97,6 +110,44 @@ def test_blocks_of_channels_match_one_block(fn, monkeypatch):
     assert len(normalization._Layout(x.shape, False).blocks(x.reshape(2, 5, -1))) == 5
     for a, b in zip(one, run()):
         numpy.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+
+
+SHAPES = [(1, 512, 32, 32), (3, 7, 5, 4), (4, 6), (2, 3, 5), (1, 2, 3, 1), (2, 3, 2, 2, 3)]
+
+
+@pytest.mark.skipif(norm_jit.numba is None, reason="numba is not installed (minigan[jit])")
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("per_sample", [False, True], ids=["batch", "instance"])
+@pytest.mark.parametrize("dtype", [f32, f64])
+def test_jit_passes_equal_numpy_passes(shape, per_sample, dtype, monkeypatch):
+    """The compiled loops give the NumPy passes' y, statistics and gradients, threaded or not."""
+    if per_sample and len(shape) < 3:
+        pytest.skip("instance norm needs spatial axes")
+    rng = numpy.random.RandomState(3)
+    x = (rng.standard_normal(shape) * 3 + 5).astype(dtype)   # a mean far from 0
+    gy = rng.standard_normal(shape).astype(dtype)
+    gamma, beta = _params(shape[1], dtype=dtype)
+    lay = normalization._Layout(shape, per_sample)
+    x3, gy3 = normalization._rows(x), normalization._rows(gy)
+    y_ref, st_ref = lay.forward(x3.copy(), gamma, beta, 1e-5)
+    g_ref = lay.backward(x3, gy3, st_ref[0], st_ref[2], st_ref[3])
+    tol = 2e-5 if dtype == f32 else 1e-12
+    for threads in (1, 2):
+        monkeypatch.setattr("minigan.functions.im2col._threads", lambda: threads)
+        monkeypatch.setattr("minigan.functions.im2col._PARALLEL_BYTES", 0)
+        y, st = norm_jit.forward(lay, x3, gamma, beta, 1e-5)
+        g = norm_jit.backward(lay, x3, gy3, st[0], st[2], st[3])
+        assert y.dtype == dtype and all(a.dtype == dtype for a in st + list(g))
+        for a, b in zip([y] + st + list(g), [y_ref] + st_ref + list(g_ref)):
+            assert a.shape == b.shape
+            numpy.testing.assert_allclose(a, b, rtol=tol, atol=tol * numpy.abs(b).max())
+
+
+def test_jit_is_off_with_minigan_jit_0(monkeypatch):
+    """MINIGAN_JIT=0 keeps the NumPy passes even where numba is installed."""
+    monkeypatch.setenv("MINIGAN_JIT", "0")
+    assert not norm_jit.enabled()
+    assert not normalization._jit(numpy.zeros((1, 2, 2), f32))
 
 
 def test_dtype_and_shape_errors():

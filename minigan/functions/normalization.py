@@ -17,6 +17,7 @@ import numpy
 
 from .. import backend, cuda
 from ..core import FunctionNode, as_array, as_variable, config
+from . import norm_jit
 from .array import reshape
 from .math import mean, sum
 
@@ -110,10 +111,19 @@ class _Layout:
         return gx3, self.per_channel(m2) * self.count, self.per_channel(m1) * self.count
 
 
+def _jit(x):
+    """True where norm_jit's compiled loops take the NumPy arrays x (float32 or float64)."""
+    return (norm_jit.enabled() and type(x) is numpy.ndarray
+            and x.dtype in (numpy.float32, numpy.float64))
+
+
 def _run_forward(lay, x, gamma, beta, eps):
     """y and [mean, var, inv_std, gamma inv_std] (each (G, C, 1)), block by block of channels."""
     if cuda.enabled(x):
         return _kernel_forward(lay, x, gamma, beta, eps)
+    if _jit(x):
+        y3, stats = norm_jit.forward(lay, _rows(x), gamma, beta, eps)
+        return y3.reshape(x.shape), stats
     x3 = _rows(x)
     blocks = lay.blocks(x3)
     if len(blocks) == 1:
@@ -134,6 +144,9 @@ def _run_backward(lay, x, gy, mu, inv, scale):
     """gx, ggamma, gbeta on arrays, block by block of channels."""
     if cuda.enabled(x):
         return _kernel_backward(lay, x, gy, mu, inv, scale)
+    if _jit(x):
+        gx3, ggamma, gbeta = norm_jit.backward(lay, _rows(x), _rows(gy), mu, inv, scale)
+        return gx3.reshape(x.shape), ggamma, gbeta
     x3, gy3 = _rows(x), _rows(gy)
     blocks = lay.blocks(x3)
     if len(blocks) == 1:

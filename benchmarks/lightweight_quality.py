@@ -1,0 +1,194 @@
+"""Lightweight GAN quality: minigan and its PyTorch twin trained side by side from the same
+initial weights, the same batches, latents and noise maps, with FID at fixed steps.
+
+Both take the step of benchmarks/lightweight_speed.py (hinge on both heads, decoder 1's MSE,
+the penalty every --gp-every steps, Adam(2e-4, (0.5, 0.9)), then G), without augmentation and
+EMA, which the twin does not have. Only float rounding differs between the two runs, so their
+FIDs at equal steps should agree within the noise of an FID of --fid-images images.
+
+FID (EfficientNet-lite0) of --fid-images generated images (test-mode BN, fixed latents) against
+the training images at the training size, both resized to 224 the same way. Writes DIR/log.jsonl,
+DIR/fid.png and DIR/{minigan,torch}-{step}.png grids.
+
+Usage: python benchmarks/lightweight_quality.py --data ../shared/data/ramen [--size 64]
+       [--steps 2000] [--fid-every 500] [--fmap-max 128] [--out results/lightweight-quality]
+"""
+import argparse
+import json
+import os
+import time
+
+import numpy
+
+import minigan
+import minigan.functions as F
+from minigan import Variable, metrics
+from minigan.datasets.image_folder import ImageFolderDataset
+from minigan.gans import lightweight as lw
+from minigan.visualize import save_image, tile, to_uint8
+
+import lightweight_speed as speed       # the twin loader and the torch step's pieces
+
+
+def minigan_step(c, G, D, opts, x, z, noise, z_g, noise_g, gp):
+    """One D step then one G step, on given latents and noise maps."""
+    x_real = Variable(x)
+    with minigan.no_backprop_mode():
+        x_fake = Variable(G(z, noise).array)
+    y_fake, ys_fake, _, _ = D(x_fake)
+    y_real, ys_real, f8, _ = D(x_real)
+    loss = (lw.loss_discriminator(y_real, y_fake) + lw.loss_discriminator(ys_real, ys_fake)
+            + F.mean_squared_error(D.dec1(f8), lw.shrink(x_real, D.r1)))
+    if gp:
+        loss = loss + lw.gradient_penalty([y_real, ys_real, y_fake, ys_fake], [x_real, x_fake],
+                                          c.gp_weight)
+    D.cleargrads()
+    loss.backward(inputs=D.params())
+    opts["dis"].update()
+    y, ys, _, _ = D(G(z_g, noise_g))
+    G.cleargrads()
+    (lw.loss_generator(y) + lw.loss_generator(ys)).backward(inputs=G.params())
+    opts["gen"].update()
+    return float(loss.array)
+
+
+def torch_step(torch, c, tG, tD, oG, oD, x, z, noise, z_g, noise_g, gp):
+    """The same step in PyTorch."""
+    T = lambda a: torch.from_numpy(numpy.ascontiguousarray(a))
+    n = len(x)
+    x_real = T(x).requires_grad_(gp)
+    with torch.no_grad():
+        x_fake = tG(T(z), [T(m) for m in noise])
+    x_fake.requires_grad_(gp)
+    yf, ysf, _ = tD(x_fake)
+    yr, ysr, rec = tD(x_real)
+    hinge = lambda r, f: torch.relu(1 - r).mean() + torch.relu(1 + f).mean()
+    k = c.size // min(128, c.size)
+    target = torch.nn.functional.avg_pool2d(x_real, k) if k > 1 else x_real
+    loss = hinge(yr, yf) + hinge(ysr, ysf) + ((rec - target) ** 2).mean()
+    if gp:
+        g = torch.autograd.grad(yr.sum() + ysr.sum() + yf.sum() + ysf.sum(), [x_real, x_fake],
+                                create_graph=True)
+        g = torch.cat([gi.reshape(n, -1) for gi in g])
+        loss = loss + c.gp_weight * (g * g).sum(1).mean()
+    oD.zero_grad()
+    loss.backward()
+    oD.step()
+    y, ys, _ = tD(tG(T(z_g), [T(m) for m in noise_g]))
+    oG.zero_grad()
+    (-y.mean() - ys.mean()).backward()
+    oG.step()
+    return float(loss.detach())
+
+
+def draws(rng, c, G, n):
+    """Latents (n, n_z) and G's noise maps, float32, from rng."""
+    z = rng.standard_normal((n, c.n_z)).astype(numpy.float32)
+    return z, [rng.standard_normal(s).astype(numpy.float32) for s in G.noise_shapes(n)]
+
+
+def samples(torch, G, tG, z, noise, batch=50):
+    """G's and the twin's images of the same latents, test-mode BN, (n, C, S, S) float32."""
+    ours, theirs = [], []
+    tG.eval()
+    for i in range(0, len(z), batch):
+        zi, ni = z[i:i + batch], [m[i:i + batch] for m in noise]
+        ours.append(lw.generate(G, zi, ni))
+        with torch.no_grad():
+            theirs.append(tG(torch.from_numpy(zi), [torch.from_numpy(m) for m in ni]).numpy())
+    tG.train()
+    return numpy.concatenate(ours), numpy.concatenate(theirs)
+
+
+def plot(log, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    steps = [r["step"] for r in log]
+    ax.plot(steps, [r["fid_minigan"] for r in log], "o-", label="minigan")
+    ax.plot(steps, [r["fid_torch"] for r in log], "s--", label="PyTorch twin")
+    ax.set_xlabel("step")
+    ax.set_ylabel(metrics.LABEL)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True, help="A folder of training images (ramen).")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--fid-every", type=int, default=500)
+    ap.add_argument("--fid-images", type=int, default=500)
+    ap.add_argument("--fmap-max", type=int, default=128, help="Width cap of G and D (512 is "
+                    "lucidrains'; 128 keeps a 64 px step under a second on 2 cores).")
+    ap.add_argument("--gp-every", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="results/lightweight-quality")
+    a = ap.parse_args()
+    import torch
+    torch.set_num_threads(a.threads)
+    os.makedirs(a.out, exist_ok=True)
+
+    data = ImageFolderDataset(a.data, size=a.size, channels=3)
+    real = numpy.stack([data.get_example(i)[0] for i in range(len(data))])   # (n, 3, S, S) in [-1, 1]
+    real_stats = metrics.Statistics.of(metrics.array_features(real))
+    c = lw.Config.for_data((3, a.size, a.size), fmap_max=a.fmap_max, gp_every=a.gp_every)
+    numpy.random.seed(a.seed)
+    models, opts = lw.build(c)
+    G, D = models["gen"], models["dis"]
+    _, tG, tD = speed._twin()(c, G, D)
+    tG, tD = tG.float(), tD.float()
+    oG = torch.optim.Adam(tG.parameters(), c.alpha, (c.beta1, c.beta2))
+    oD = torch.optim.Adam(tD.parameters(), c.alpha, (c.beta1, c.beta2))
+    count = lambda net: sum(p.size for p in net.params())
+    print(f"{len(data)} images at {a.size} px, batch {a.batch}, fmap_max {a.fmap_max}: "
+          f"G {count(G):,} D {count(D):,} parameters", flush=True)
+
+    rng = numpy.random.RandomState(a.seed + 1)         # the one source of both runs' draws
+    z_eval, noise_eval = draws(numpy.random.RandomState(a.seed + 2), c, G, a.fid_images)
+    log, clock = [], {"minigan": 0.0, "torch": 0.0}
+    logfile = open(os.path.join(a.out, "log.jsonl"), "w")
+    order = []
+    for step in range(1, a.steps + 1):
+        if not order:                                   # epochs of a shared random order
+            order = list(rng.permutation(len(data)))
+        idx = [order.pop() for _ in range(min(a.batch, len(order)))]
+        x = real[idx]
+        z, noise = draws(rng, c, G, len(x))
+        z_g, noise_g = draws(rng, c, G, len(x))
+        gp = c.gp_every > 0 and step % c.gp_every == 0
+        t = time.perf_counter()
+        loss_m = minigan_step(c, G, D, opts, x, z, noise, z_g, noise_g, gp)
+        clock["minigan"] += time.perf_counter() - t
+        t = time.perf_counter()
+        loss_t = torch_step(torch, c, tG, tD, oG, oD, x, z, noise, z_g, noise_g, gp)
+        clock["torch"] += time.perf_counter() - t
+        if step % a.fid_every == 0 or step == a.steps:
+            ours, theirs = samples(torch, G, tG, z_eval, noise_eval)
+            fid_m = metrics.compare(real_stats, metrics.Statistics.of(
+                metrics.array_features(ours))).fid
+            fid_t = metrics.compare(real_stats, metrics.Statistics.of(
+                metrics.array_features(theirs))).fid
+            row = {"step": step, "fid_minigan": fid_m, "fid_torch": fid_t,
+                   "loss_dis_minigan": loss_m, "loss_dis_torch": loss_t,
+                   "seconds_minigan": clock["minigan"], "seconds_torch": clock["torch"]}
+            log.append(row)
+            logfile.write(json.dumps(row) + "\n")
+            logfile.flush()
+            save_image(tile(to_uint8(ours[:64])), os.path.join(a.out, f"minigan-{step}.png"))
+            save_image(tile(to_uint8(theirs[:64])), os.path.join(a.out, f"torch-{step}.png"))
+            plot(log, os.path.join(a.out, "fid.png"))
+            print(f"step {step}: {metrics.LABEL} minigan {fid_m:.2f}  twin {fid_t:.2f}  "
+                  f"(ratio {fid_m / fid_t:.3f}); training s minigan {clock['minigan']:.0f} "
+                  f"twin {clock['torch']:.0f}", flush=True)
+    logfile.close()
+
+
+if __name__ == "__main__":
+    main()
