@@ -12,6 +12,9 @@ image n of a batch,
   cutout       zero a square of round(ratio H) x round(ratio W) around a random centre
                (ratio 0.5 in the paper, 0.2 in ProjectedGAN), clipped to the image
 
+On 4 channels (RGBA, lucidrains' --transparent) every transform acts on alpha too and the means
+m and M include it, as his rand_brightness, rand_saturation and rand_contrast do.
+
 The mean of the saturated image is xbar + b (xbar the mean of x), so the color part is
 z = c s (x - m) + c (m - xbar) + xbar + b: affine in x. For fixed parameters the whole map is
 y = A x + b with A linear, so its gradient is the adjoint, gx = A^T gy (DiffAugmentGrad), and the
@@ -313,7 +316,7 @@ def parse_types(types):
     names = tuple(t.strip() for t in types.split(",") if t.strip()) if types else ()
     unknown = [t for t in names if t not in TRANSFORMS + OFFSETS]
     if unknown:
-        raise ValueError(f"aug types {','.join(unknown)}: unknown; choose from "
+        raise ValueError(f"unknown aug type(s) {','.join(unknown)}; choose from "
                          f"{','.join(TRANSFORMS + OFFSETS)}")
     return names
 

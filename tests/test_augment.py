@@ -275,7 +275,7 @@ def test_augment_types_in_order():
 def test_parse_types_accepts_lucidrains_names_and_refuses_others():
     assert parse_types("cutout, translation,offset_h") == ("cutout", "translation", "offset_h")
     assert parse_types("color,offset,offset_v") == ("color", "offset", "offset_v")
-    with pytest.raises(ValueError, match="aug types flip,zoom: unknown; choose from color,"
+    with pytest.raises(ValueError, match="unknown aug type.s. flip,zoom; choose from color,"
                                          "translation,cutout,offset,offset_h,offset_v$"):
         parse_types("color,flip,zoom")
     with pytest.raises(ValueError, match="unknown kind 'roll'"):
