@@ -40,7 +40,11 @@ Defaults and their sources:
     D output 5 x 5 logits (disc_output_size 5) or 1 x 1   paper / lucidrains' CLI
     Adam(2e-4, betas (0.5, 0.9))                          lucidrains (the paper: 2e-4, 0.5, 0.999)
     gradient penalty 10 every 4 steps; hflip + DiffAugment with probability aug_prob per batch,
-      types cutout,translation                           lucidrains 1.2.1
+      types cutout,translation (also color and his circular offset, offset_h, offset_v, in
+      the order given; color, translation, cutout side by side run in that order)
+                                                         lucidrains 1.2.1
+    channels 3; 1 greyscale; 4 transparent (RGBA: the color augmentation treats alpha as a
+      fourth colour, its means include it, as his)       lucidrains 1.2.1
     EMA of G: beta 0.995, every 10 steps after step 20000, reset to G at steps 1000 k + 2 up to
       25000                                              lucidrains 1.2.1 (BN statistics copied)
     weights N(0, 0.02), BN eps 1e-5 momentum 0.1          the FastGAN code
