@@ -12,6 +12,9 @@ image n of a batch,
   cutout       zero a square of round(ratio H) x round(ratio W) around a random centre
                (ratio 0.5 in the paper, 0.2 in ProjectedGAN), clipped to the image
 
+On 4 channels (RGBA, lucidrains' --transparent) every transform acts on alpha too and the means
+m and M include it, as his rand_brightness, rand_saturation and rand_contrast do.
+
 The mean of the saturated image is xbar + b (xbar the mean of x), so the color part is
 z = c s (x - m) + c (m - xbar) + xbar + b: affine in x. For fixed parameters the whole map is
 y = A x + b with A linear, so its gradient is the adjoint, gx = A^T gy (DiffAugmentGrad), and the
@@ -23,6 +26,16 @@ With g = gy carried back through cutout and translation,
 The random parameters are drawn on the host (NumPy's generator, so a snapshot restores them);
 on CuPy arrays both directions are two kernel launches each (kernels/augment.cu), on NumPy arrays
 the vectorized twins below.
+
+lucidrains' lightweight-gan adds circular offsets (diff_augment.py, rand_offset), a separate op:
+
+  offset       y[h, w] = x[(h - dy) mod H, (w - dx) mod W]    (torch.roll by dy, dx)
+  offset_h     the same with dy = 0;  offset_v with dx = 0
+               dx = 2 k - S, k uniform in {0, ..., S}, S = int(ratio W) (ratio 1): an even
+               number in [-S, S], so a roll by up to the whole image either way; dy likewise
+
+A roll is a permutation P, so its gradient is P^T = P^-1, the roll back (Roll again): every order
+of derivative works.
 """
 import dataclasses
 
@@ -32,6 +45,7 @@ from . import backend, cuda
 from .core import FunctionNode
 
 TRANSFORMS = ("color", "translation", "cutout")     # the order they are applied in
+OFFSETS = ("offset", "offset_h", "offset_v")        # lucidrains' circular rolls (Roll)
 
 
 @dataclasses.dataclass
@@ -238,6 +252,90 @@ def diff_augment(x, policy="color,translation,cutout", ratio=0.5, translation=0.
     elif len(params.color) != shape[0]:
         raise ValueError(f"diff_augment: params for {len(params.color)} images, x has {shape[0]}")
     return DiffAugment(params).apply((x,))[0]
+
+
+# -- lucidrains' circular offsets ------------------------------------------------------------------
+
+def sample_offsets(shape, kind="offset", ratio=1.0, rng=None):
+    """(N, 2) shifts (dy, dx) of `kind` for a batch of `shape`: 2 k - S with k uniform in
+    {0, ..., S}, S = int(side * ratio), as lucidrains' rand_offset (an even roll in [-S, S])."""
+    if kind not in OFFSETS:
+        raise ValueError(f"offset: unknown kind {kind!r}; choose from {', '.join(OFFSETS)}")
+    rng = numpy.random if rng is None else rng
+    N, _, H, W = shape
+    shifts = numpy.zeros((N, 2), numpy.int64)
+    # his rand_offset draws the horizontal shift first; its bound is int(x.size(2) * ratio),
+    # the height where the width is meant: the same for the square images he trains on
+    for axis, side, on in ((1, W, kind != "offset_v"), (0, H, kind != "offset_h")):
+        if on:
+            s = int(side * ratio)
+            shifts[:, axis] = _randint(rng, 0, s + 1, N) * 2 - s
+    return shifts
+
+
+def _roll(a, dy, dx):
+    """out[n, :, h, w] = a[n, :, (h - dy[n]) mod H, (w - dx[n]) mod W]: torch.roll per image."""
+    xp = backend.get_array_module(a)
+    _, _, H, W = a.shape
+    rows = (xp.arange(H)[None, :] - xp.asarray(dy)[:, None]) % H        # (N, H)
+    cols = (xp.arange(W)[None, :] - xp.asarray(dx)[:, None]) % W        # (N, W)
+    out = xp.take_along_axis(a, rows[:, None, :, None], axis=2)
+    return xp.take_along_axis(out, cols[:, None, None, :], axis=3)
+
+
+class Roll(FunctionNode):
+    """y = P x, image n rolled by shifts[n] = (dy, dx); the gradient P^T = P^-1 rolls back."""
+
+    def __init__(self, shifts):
+        self.shifts = numpy.asarray(shifts, numpy.int64)
+
+    def forward(self, inputs):
+        x, = inputs
+        return _roll(x, self.shifts[:, 0], self.shifts[:, 1]),
+
+    def backward(self, indexes, grad_outputs):
+        return Roll(-self.shifts).apply(grad_outputs)
+
+
+def offset(x, kind="offset", ratio=1.0, rng=None, shifts=None):
+    """lucidrains' rand_offset (kind 'offset'), rand_offset_h or rand_offset_v of a batch x
+    (N, C, H, W): each image rolled circularly, differentiable in x; shifts: fixed (N, 2)
+    (dy, dx) instead of fresh ones drawn from rng (default numpy.random)."""
+    shape = getattr(x, "shape", None)
+    if shape is None or len(shape) != 4:
+        raise ValueError(f"offset: x must be (N, C, H, W), got shape {shape}")
+    if shifts is None:
+        shifts = sample_offsets(shape, kind, ratio, rng)
+    elif numpy.shape(shifts) != (shape[0], 2):
+        raise ValueError(f"offset: shifts must be ({shape[0]}, 2), got {numpy.shape(shifts)}")
+    return Roll(shifts).apply((x,))[0]
+
+
+def parse_types(types):
+    """lucidrains' --aug-types 'cutout,translation,offset' -> the tuple of names, in order."""
+    names = tuple(t.strip() for t in types.split(",") if t.strip()) if types else ()
+    unknown = [t for t in names if t not in TRANSFORMS + OFFSETS]
+    if unknown:
+        raise ValueError(f"unknown aug type(s) {','.join(unknown)}; choose from "
+                         f"{','.join(TRANSFORMS + OFFSETS)}")
+    return names
+
+
+def augment_types(x, types, rng=None):
+    """x through lucidrains' aug types in the order given (his DiffAugment), except that each
+    run of color / translation / cutout is one DiffAugment in the order of TRANSFORMS (one
+    kernel launch on the GPU); each offset type is a Roll where it stands."""
+    run = []
+    for name in parse_types(types) + (None,):
+        if name in TRANSFORMS:
+            run.append(name)
+            continue
+        if run:
+            x = diff_augment(x, ",".join(t for t in TRANSFORMS if t in run), rng=rng)
+            run = []
+        if name is not None:
+            x = offset(x, name, rng=rng)
+    return x
 
 
 class AdaptiveProbability:

@@ -16,10 +16,12 @@ eigendecompositions and one SVD, no general matrix square root (and no scipy).
 unbiased, averaged over random subsets (100 of up to 1000 features each, as clean-fid and
 torch-fidelity); reported as mean and standard deviation over the subsets.
 
-Images are prepared as clean-fid recommends (Parmar et al. 2022): 8-bit RGB, resized to the
+Images are prepared as clean-fid recommends (Parmar et al. 2022): 8-bit RGB (converted as the
+image folder loader does: alpha composited onto white, 16-bit grey scaled), resized to the
 network's 224 x 224 with PIL's bicubic filter on float pixels (no 8-bit rounding after the
 resize, antialiased when shrinking), then mapped to [-1, 1]. Generated arrays take the same path
-after the 8-bit rounding of a saved image (visualize.to_uint8).
+after the 8-bit rounding of a saved image (visualize.to_uint8); RGBA ones (lightweight's
+--transparent) are composited onto white like the real images.
 """
 import dataclasses
 import hashlib
@@ -34,13 +36,13 @@ from PIL import Image
 from . import backend
 from .core import no_backprop_mode, using_config
 from .datasets.errors import DatasetError
-from .datasets.image_folder import EXTENSIONS, list_images
+from .datasets.image_folder import EXTENSIONS, list_images, on_white, to_mode
 from .models.weights import atomic_h5, cache_path
 from .visualize import to_uint8
 
 NETWORK = "EfficientNet-lite0"
 LABEL = f"FID ({NETWORK})"
-STATS_VERSION = 1       # bump when features or preprocessing change: old caches are ignored
+STATS_VERSION = 2       # bump when features or preprocessing change: old caches are ignored
 
 
 class MetricError(ValueError):
@@ -210,7 +212,9 @@ def read_image(path, size):
     """The image file as (3, size, size) float32 in [-1, 1], or a DatasetError."""
     try:
         with Image.open(path) as im:
-            rgb = numpy.asarray(im.convert("RGB"))
+            rgb = numpy.asarray(to_mode(im, "RGB", path))
+    except DatasetError:
+        raise
     except Exception as e:      # UnidentifiedImageError, truncated data, OSError
         raise DatasetError(f"cannot read image {path}: {e}") from None
     return resize_clean(rgb, size)
@@ -266,9 +270,12 @@ def array_features(x, features="efficientnet-lite0", batch_size=50, device=-1):
     """(n, d) features of generated images (N, C, H, W) in [-1, 1] (NumPy or CuPy)."""
     size = _feature_net(features)[1]
     x = getattr(x, "array", x)
-    if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise MetricError(f"images must be (N, 1 or 3, H, W), got {tuple(x.shape)}")
-    rgb = to_uint8(x)               # (N, H, W, 3): the 8-bit rounding of a saved sample
+    if x.ndim != 4 or x.shape[1] not in (1, 3, 4):
+        raise MetricError(f"images must be (N, 1, 3 or 4, H, W), got {tuple(x.shape)}")
+    rgb = to_uint8(x)               # (N, H, W, 3 or 4): the 8-bit rounding of a saved sample
+    if rgb.shape[-1] == 4:          # RGBA: seen on white, as read_image sees the real ones
+        rgb = numpy.stack([numpy.asarray(on_white(Image.fromarray(a, "RGBA")).convert("RGB"))
+                           for a in rgb])
     return _features(_batches(list(rgb), lambda a: resize_clean(a, size), batch_size), features,
                      device)
 

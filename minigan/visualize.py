@@ -9,7 +9,8 @@ from . import backend
 
 
 def to_uint8(x, value_range=(-1.0, 1.0)):
-    """(N, C, H, W) or (C, H, W) floats in value_range -> (..., H, W, 3) uint8 (grey -> RGB)."""
+    """(N, C, H, W) or (C, H, W) floats in value_range -> (..., H, W, 3) uint8 (grey -> RGB;
+    RGBA stays (..., H, W, 4))."""
     x = backend.to_cpu(getattr(x, "array", x)).astype(numpy.float32)
     lo, hi = value_range
     x = numpy.clip((x - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(numpy.uint8)
@@ -20,7 +21,8 @@ def to_uint8(x, value_range=(-1.0, 1.0)):
 
 
 def tile(images, ncol=None, pad=2, fill=255):
-    """Arrange (N, H, W, 3) uint8 images in a grid with ncol columns and `pad` pixels between."""
+    """Arrange (N, H, W, C) uint8 images in a grid with ncol columns and `pad` pixels between
+    (filled with `fill`: opaque white for RGBA)."""
     n, h, w, c = images.shape
     ncol = ncol or math.ceil(math.sqrt(n))
     nrow = math.ceil(n / ncol)

@@ -1,11 +1,15 @@
 """DiffAugment on the CPU: each transform against a direct implementation of the reference code,
-gradients to second order, the random parameters' distributions, and ADA's probability."""
+gradients to second order, the random parameters' distributions, and ADA's probability; the
+offsets (lucidrains' circular rolls) against torch.roll, to second order, and their draws."""
 import numpy
 import pytest
 
+import minigan
 from minigan import Variable
-from minigan.augment import (AdaptiveProbability, DiffAugment, DiffAugmentGrad, adjoint_twin,
-                             augment_twin, diff_augment, sample_params)
+from minigan import functions as F
+from minigan.augment import (OFFSETS, AdaptiveProbability, DiffAugment, DiffAugmentGrad, Roll,
+                             adjoint_twin, augment_twin, augment_types, diff_augment, offset,
+                             parse_types, sample_offsets, sample_params)
 from minigan.gradient_check import check_backward, check_double_backward
 
 
@@ -181,6 +185,103 @@ def test_policy_and_shape_errors():
     with pytest.raises(ValueError, match="params for 2 images"):
         diff_augment(x, params=sample_params((2, 3, 8, 8)))
     numpy.testing.assert_array_equal(diff_augment(x + 1, "").array, x + 1)
+
+
+# -- lucidrains' offsets -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", OFFSETS)
+@pytest.mark.parametrize("shape", [(5, 3, 8, 8), (4, 4, 7, 9), (3, 1, 1, 6)])
+def test_offset_equals_torch_roll(kind, shape):
+    torch = pytest.importorskip("torch")
+    rng = numpy.random.RandomState(8)
+    x = rng.standard_normal(shape)
+    shifts = sample_offsets(shape, kind, rng=rng)
+    shifts[0] = (-shape[2] - 3, 2 * shape[3] + 1)       # any integer rolls, as torch.roll's
+    if kind == "offset_h":
+        shifts[:, 0] = 0
+    elif kind == "offset_v":
+        shifts[:, 1] = 0
+    # his rand_offset on an image (C, H, W): roll dim 2 by the horizontal, dim 1 by the vertical
+    t = torch.tensor(x)
+    expected = torch.stack([torch.roll(torch.roll(img, int(dx), 2), int(dy), 1)
+                            for img, (dy, dx) in zip(t.unbind(0), shifts)]).numpy()
+    numpy.testing.assert_array_equal(offset(x, kind, shifts=shifts).array, expected)
+
+
+@pytest.mark.parametrize("kind", OFFSETS)
+@pytest.mark.parametrize("shape", [(3, 2, 5, 4), (2, 4, 3, 3)])
+def test_offset_gradients(kind, shape):
+    rng = numpy.random.RandomState(9)
+    shifts = sample_offsets(shape, kind, rng=rng)
+    shifts[-1] += (1, -3)               # odd shifts too: the roll back must undo any roll
+    fn = lambda v: offset(v, shifts=shifts) * v         # non-linear, so the second order counts
+    x = rng.standard_normal(shape)
+    check_backward(fn, x)
+    check_double_backward(fn, x)
+    check_double_backward(lambda v: offset(v, shifts=shifts), x)
+
+
+def test_roll_back_is_the_inverse_and_chains_to_every_order():
+    rng = numpy.random.RandomState(10)
+    x, w = rng.standard_normal((2, 3, 2, 6, 5))
+    shifts = numpy.array([[1, -2], [5, 4], [-7, 0]])
+    y = Roll(shifts).apply((Variable(x),))[0]
+    numpy.testing.assert_array_equal(Roll(-shifts).apply((y,))[0].array, x)
+    v = Variable(x)
+    g, = minigan.grad(F.sum(offset(v, shifts=shifts) * Variable(w)), [v], create_graph=True)
+    assert isinstance(g.creator, Roll)                      # the gradient is another Roll node
+    numpy.testing.assert_array_equal(g.array, Roll(-shifts).apply((Variable(w),))[0].array)
+
+
+@pytest.mark.parametrize("size", [8, 7])
+def test_offset_draws_as_lucidrains(size):
+    # 2 k - S, k uniform in {0..S}, S = size (ratio 1): the even (S even) or odd values in [-S, S]
+    N = 18000
+    for kind, on in (("offset", (0, 1)), ("offset_h", (1,)), ("offset_v", (0,))):
+        s = sample_offsets((N, 3, size, size), kind, rng=numpy.random.RandomState(11))
+        for axis in (0, 1):
+            if axis not in on:
+                assert (s[:, axis] == 0).all()
+                continue
+            values, counts = numpy.unique(s[:, axis], return_counts=True)
+            numpy.testing.assert_array_equal(values, numpy.arange(-size, size + 1, 2))
+            assert counts.min() > 0.85 * N / (size + 1)
+    half = sample_offsets((N, 3, 8, 8), "offset", ratio=0.5, rng=numpy.random.RandomState(0))
+    numpy.testing.assert_array_equal(numpy.unique(half), [-4, -2, 0, 2, 4])
+
+
+def test_offsets_draw_from_numpys_global_generator():
+    x = numpy.random.RandomState(0).standard_normal((4, 3, 8, 8))
+    numpy.random.seed(5)
+    a = offset(x).array
+    numpy.random.seed(5)
+    numpy.testing.assert_array_equal(offset(x).array, a)
+    numpy.random.seed(5)
+    numpy.testing.assert_array_equal(a, offset(x, shifts=sample_offsets(x.shape)).array)
+
+
+def test_augment_types_in_order():
+    x = numpy.random.RandomState(1).standard_normal((4, 3, 8, 8))
+    numpy.random.seed(2)
+    got = augment_types(x, "offset_v,cutout,translation,offset").array
+    numpy.random.seed(2)
+    want = offset(x, "offset_v")
+    want = diff_augment(want, "translation,cutout")     # a run: one DiffAugment, canonical order
+    want = offset(want, "offset").array
+    numpy.testing.assert_array_equal(got, want)
+    assert augment_types(x, "") is x
+
+
+def test_parse_types_accepts_lucidrains_names_and_refuses_others():
+    assert parse_types("cutout, translation,offset_h") == ("cutout", "translation", "offset_h")
+    assert parse_types("color,offset,offset_v") == ("color", "offset", "offset_v")
+    with pytest.raises(ValueError, match="unknown aug type.s. flip,zoom; choose from color,"
+                                         "translation,cutout,offset,offset_h,offset_v$"):
+        parse_types("color,flip,zoom")
+    with pytest.raises(ValueError, match="unknown kind 'roll'"):
+        sample_offsets((1, 3, 4, 4), "roll")
+    with pytest.raises(ValueError, match=r"shifts must be \(2, 2\)"):
+        offset(numpy.zeros((2, 3, 4, 4)), shifts=[[0, 1]])
 
 
 # -- ADA ------------------------------------------------------------------------------------------

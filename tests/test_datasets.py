@@ -199,6 +199,34 @@ def test_mixed_modes_convert(tmp_path):
     numpy.testing.assert_allclose(sixteen[0], rgb[:, 10:50, 1] / 127.5 - 1, atol=1e-6)
 
 
+def test_rgba_keeps_alpha_and_opaque_images_get_alpha_1(tmp_path):
+    rng = numpy.random.default_rng(1)
+    rgba = rng.integers(0, 256, (16, 16, 4), dtype=numpy.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a_rgba.png")
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "b_rgb.png")
+    Image.fromarray(rgba[..., [0, 3]], "LA").save(tmp_path / "c_la.png")
+    pal = Image.fromarray(rgba[..., 0] % 4, "P")
+    pal.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255])
+    pal.save(tmp_path / "d_palette.png", transparency=0)
+    Image.fromarray(rgba[..., 0]).convert("RGB").save(tmp_path / "e_photo.jpg")
+    ds = ImageFolderDataset(tmp_path, size=16, channels=4)
+    assert ds.shape == (4, 16, 16) and "as 4x16x16" in ds.describe()
+    a, rgb, la, palette, photo = (ds[i][0] for i in range(5))
+    numpy.testing.assert_allclose(a, rgba.transpose(2, 0, 1) / 127.5 - 1, atol=1e-6, rtol=0)
+    numpy.testing.assert_array_equal(rgb[:3], a[:3])
+    assert (rgb[3] == 1).all() and (photo[3] == 1).all()    # no alpha: opaque, as convert('RGBA')
+    numpy.testing.assert_array_equal(la[3], a[3])
+    numpy.testing.assert_array_equal(la[0], la[2])
+    numpy.testing.assert_array_equal(palette[3] == -1, rgba[..., 0] % 4 == 0)
+    # RGB still composites the same files onto white
+    white, = ImageFolderDataset(tmp_path, size=16)[3]
+    assert (white[:, rgba[..., 0] % 4 == 0] == 1).all()
+    with pytest.raises(DatasetError, match="b_rgb.png: mode RGB, but strict mode needs RGBA"):
+        ImageFolderDataset(tmp_path, size=16, channels=4, strict=True)
+    with pytest.raises(DatasetError, match=r"1 \(grayscale\), 3 \(RGB\) or 4 \(RGBA\), not 2"):
+        ImageFolderDataset(tmp_path, channels=2)
+
+
 def test_flip_uses_the_rng(tmp_path):
     Image.fromarray(numpy.arange(16 * 16 * 3, dtype=numpy.uint8).reshape(16, 16, 3)).save(tmp_path / "a.png")
     plain = ImageFolderDataset(tmp_path, size=16)

@@ -117,6 +117,7 @@ def _gradcheck_cases():
         "batch_normalization": (F.batch_normalization, (x, g, b)),
         "instance_normalization": (F.instance_normalization, (x, g, b)),
         "diff_augment": (lambda x: augment.diff_augment(x, params=p), (x,)),
+        "offset": (lambda x: augment.offset(x, shifts=[[3, -2], [-6, 5]]) * x, (x,)),
     }
 
 

@@ -155,6 +155,19 @@ def test_diff_augment_on_the_gpu_equals_the_cpu_and_never_syncs(standin, policy)
     assert state.syncs == {"get": 2}                        # only the two .get() above
 
 
+def test_offsets_on_the_gpu_equal_the_cpu_and_never_sync(standin):
+    x = numpy.random.RandomState(0).standard_normal((3, 4, 9, 8))
+    dev = backend.Device(0)
+    v = dev.send(x)
+    for kind in augment.OFFSETS:
+        want = augment.offset(x, kind, rng=numpy.random.RandomState(3)).array
+        got = augment.offset(v, kind, rng=numpy.random.RandomState(3)).array
+        assert isinstance(got, standin.ndarray)
+        numpy.testing.assert_array_equal(got.get(), want)
+    assert standin.state.incompatibilities == []
+    assert standin.state.syncs == {"get": 3}                # only the three .get() above
+
+
 def test_the_cli_trains_dcgan_on_gpu_0_as_on_the_cpu(standin, tmp_path, monkeypatch):
     from test_zoo_cli import QUIET, image_folder
     monkeypatch.chdir(tmp_path)

@@ -1,15 +1,18 @@
 """Lightweight GAN: gradient checks of the FastGAN blocks and the whole D (second order, the
 penalty's), a PyTorch twin of G and D equal to 1e-10 in float64, and the command end to end on
-ramen (outputs, continue, exact resume, --new, --generate, --load-from, bad input)."""
+ramen (outputs, continue, exact resume, --new, --generate, --load-from, bad input) and on a tiny
+RGBA folder (--transparent: PNG grids and images with alpha, exact resume, FID)."""
 import json
 import os
 
 import h5py
 import numpy
 import pytest
+from PIL import Image
 
 from helpers import check_op, error_line, randn, run, shared
 from lightweight_twin import torch_twin
+import minigan
 from minigan.gans import lightweight as lw
 from minigan.gradient_check import check_backward, check_double_backward
 from minigan.links import fastgan as B
@@ -69,6 +72,27 @@ def test_config_refuses_sizes_that_are_not_powers_of_2():
     assert lw.Config.for_data((3, 1024, 1024)).sle[-1] == (64, 1024)
     c = lw.Config.for_data((3, 64, 64))
     assert lw.Config.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+def test_config_takes_lucidrains_aug_types():
+    assert lw.Config.for_data((4, 32, 32), aug_types="offset,cutout,offset_v").channels == 4
+    with pytest.raises(ValueError, match="lightweight: unknown aug type.s. flip; choose from"):
+        lw.Config.for_data((3, 32, 32), aug_types="offset,flip")
+
+
+def test_augment_applies_offsets_after_the_flip_with_aug_prob():
+    c = tiny(aug_prob=1.0, aug_types="offset")
+    x = numpy.random.RandomState(0).standard_normal((3, 1, 32, 32))
+    numpy.random.seed(4)
+    got = lw.augment(c, minigan.Variable(x)).array
+    numpy.random.seed(4)
+    numpy.random.uniform()                                      # the batch's aug_prob draw
+    flip = numpy.random.uniform() >= 0.5
+    shifts = minigan.augment.sample_offsets(x.shape, "offset")
+    want = x[..., ::-1] if flip else x
+    want = numpy.stack([numpy.roll(im, tuple(s), axis=(1, 2)) for im, s in zip(want, shifts)])
+    numpy.testing.assert_array_equal(got, want)
+    assert lw.augment(tiny(aug_prob=0.0, aug_types="offset"), x) is x
 
 
 def test_channel_table_at_256():
@@ -199,3 +223,87 @@ def test_bad_inputs_give_one_line(ramen, tmp_path):
     code, out = run("lightweight", "--data", ramen, "--name", "e", *TINY)
     assert code != 0 and "broken.jpg" in error_line(out)
     assert not os.path.exists("models/e") and not os.path.exists("models/nothing")
+
+
+# -- --transparent on a tiny RGBA folder ----------------------------------------------------------
+
+RGBA_RUN = ["--transparent", "--image-size", 32, "--batch-size", 2,
+            "--gradient-accumulate-every", 1, "--fmap-max", 8, "--latent-dim", 8,
+            "--num-image-tiles", 2, "--aug-prob", 1, "--workers", 0, "--save-every", 1,
+            "--evaluate-every", 1, "--aug-types", "cutout,translation,offset,color,offset_h"]
+
+
+@pytest.fixture
+def rgba(tmp_path, monkeypatch):
+    """tmp_path/rgba: six 40 x 40 RGBA PNGs with random alpha and one opaque RGB JPEG."""
+    rng = numpy.random.default_rng(0)
+    os.makedirs(tmp_path / "rgba")
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 4), dtype=numpy.uint8), "RGBA").save(
+            tmp_path / "rgba" / f"{i}.png")
+    Image.fromarray(rng.integers(0, 256, (36, 36, 3), dtype=numpy.uint8)).save(
+        tmp_path / "rgba" / "opaque.jpg")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MINIGAN_HOME", str(tmp_path / "home"))
+    return "rgba"
+
+
+def test_transparent_trains_writes_rgba_pngs_and_resumes_exactly(rgba):
+    code, out = run("lightweight", "--data", rgba, "--name", "straight", *RGBA_RUN,
+                    "--num-train-steps", 2)
+    assert code == 0 and "as 4x32x32" in out, out
+    files = set(os.listdir("results/straight"))
+    assert {"1.png", "1-ema.png", "2.png", "2-ema.png"} <= files
+    assert not [f for f in files if f.endswith(".jpg")]
+    for f in ("1.png", "2-ema.png"):
+        with Image.open(f"results/straight/{f}") as im:
+            assert im.mode == "RGBA" and im.size == (66, 66)      # 2 x 2 tiles, 2 px between
+            assert numpy.asarray(im)[..., 3].min() < 255          # G's alpha, not all opaque
+    p = params("models/straight/model_2.h5")
+    assert p["gen/out/W"].shape[0] == 4 and p["dis/stem/W"].shape[1] == 4
+    assert json.load(open("models/straight/config.json"))["config"]["channels"] == 4
+    # 1 + 1 steps equal 2, with every augmentation (offsets included) drawn each step
+    assert run("lightweight", "--data", rgba, "--name", "split", *RGBA_RUN,
+               "--num-train-steps", 1)[0] == 0
+    code, out = run("lightweight", "--data", rgba, "--name", "split", *RGBA_RUN,
+                    "--num-train-steps", 2)
+    assert code == 0 and "continuing from" in out, out
+    q = params("models/split/model_2.h5")
+    assert p.keys() == q.keys() and all(numpy.array_equal(p[k], q[k]) for k in p)
+
+    code, out = run("lightweight", "--name", "straight", "--generate", "--num-image-tiles", 2)
+    assert code == 0, out
+    made = os.listdir("results/straight-generated-2")
+    assert len(made) == 4 and all(f.endswith(".png") for f in made)
+    for f in made:
+        with Image.open(os.path.join("results/straight-generated-2", f)) as im:
+            assert im.mode == "RGBA" and im.size == (32, 32)
+    code, out = run("lightweight", "--name", "straight", "--generate-interpolation",
+                    "--interpolation-num-steps", 2, "--num-image-tiles", 2, "--save-frames")
+    assert code == 0, out
+    gif, = [f for f in os.listdir("results/straight") if f.endswith(".gif")]
+    frames = os.listdir(os.path.join("results/straight", gif[:-4]))
+    assert sorted(frames) == ["0.png", "1.png"]
+    with Image.open(os.path.join("results/straight", gif[:-4], "0.png")) as im:
+        assert im.mode == "RGB"                                 # composited onto white, as his
+
+
+def test_transparent_bad_inputs_give_one_line(rgba):
+    code, out = run("lightweight", "--data", rgba, "--name", "e", "--transparent", "--greyscale")
+    assert code != 0 and "--transparent and --greyscale" in error_line(out)
+    code, out = run("lightweight", "--data", rgba, "--name", "e", "--aug-types", "offset,zoom")
+    assert code != 0 and "--aug-types: unknown aug type(s) zoom; choose from" in error_line(out)
+    assert not os.path.exists("models/e") and not os.path.exists("results/e")
+
+
+def test_transparent_fid_sees_the_samples_on_white(rgba):
+    try:
+        minigan.models.weights.efficientnet_lite0_file()
+    except minigan.models.WeightFileError as e:
+        pytest.skip(str(e))
+    code, out = run("lightweight", "--data", rgba, "--name", "f", *RGBA_RUN,
+                    "--num-train-steps", 1, "--calculate-fid-every", 1,
+                    "--calculate-fid-num-images", 4)
+    assert code == 0, out
+    fid, = [json.loads(l) for l in open("results/f/fid.jsonl")]
+    assert fid["n_fake"] == 4 and fid["n_real"] == 7 and numpy.isfinite(fid["fid"])

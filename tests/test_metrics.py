@@ -186,6 +186,25 @@ def test_arrays_and_saved_images_agree(tmp_path, lite0):
     assert abs(result.fid) < 1e-6 and result.n_fake == 3
 
 
+def test_rgba_is_seen_on_white_in_files_and_arrays(tmp_path, lite0):
+    """RGBA samples (lightweight --transparent) and RGBA files are both composited onto white."""
+    rng = numpy.random.RandomState(7)
+    x = rng.uniform(-1, 1, (3, 4, 40, 40)).astype(numpy.float32)
+    x[:, 3] = numpy.where(rng.uniform(size=(3, 40, 40)) < 0.5, -1, 1)    # clear or opaque
+    folder = tmp_path / "rgba"
+    for i, im in enumerate(to_uint8(x)):
+        save_image(im, str(folder / f"{i}.png"))
+    clear = x[:, 3:] < 0
+    on_white = numpy.where(clear, 1, x[:, :3])                            # exact for alpha 0, 1
+    read = metrics.read_image(str(folder / "0.png"), 40)
+    numpy.testing.assert_allclose(read, numpy.where(clear[0], 1, to_uint8(x[0])[..., :3]
+                                                    .transpose(2, 0, 1) / 127.5 - 1), atol=1e-6)
+    from_arrays = metrics.array_features(x, batch_size=2)
+    numpy.testing.assert_array_equal(from_arrays, metrics.array_features(on_white, batch_size=2))
+    numpy.testing.assert_array_equal(from_arrays, metrics.folder_features(str(folder),
+                                                                          batch_size=2))
+
+
 def test_features_on_the_cupy_standin(tmp_path, lite0, monkeypatch):
     """device=0 on the CuPy stand-in gives the CPU's features, by arrays and by folder."""
     import cupy_standin

@@ -9,6 +9,11 @@ Layout as lucidrains': results/NAME/{n}.jpg and {n}-ema.jpg every --evaluate-eve
 models/NAME/model_{n}.h5 every --save-every (n = ceil(step / save_every): a full snapshot, so a
 run continues exactly), models/NAME/config.json, and minigan's results/NAME/log.jsonl, loss.png.
 Training a NAME that exists continues it; --new moves the old folders aside (never deletes).
+
+--transparent trains on RGBA (images without alpha are opaque) and, as lucidrains, writes the
+grids, the --generate images and the interpolation frames as PNG ({n}.png, {n}-ema.png) with
+alpha; the GIF is composited onto white, as his; FID sees the samples composited onto white, as
+it reads the real images (metrics.read_image).
 """
 import datetime
 import math
@@ -19,7 +24,9 @@ import numpy
 from PIL import Image
 
 from .. import backend
+from ..augment import parse_types
 from ..datasets import BatchIterator, DatasetError, ImageFolderDataset
+from ..datasets.image_folder import on_white as image_on_white
 from ..gans import REGISTRY, load, snapshot_meta
 from ..training import Trainer, TrainingError, snapshots
 from ..visualize import tile, to_uint8
@@ -38,11 +45,23 @@ def option(name, *args, **kwargs):
     return click.option(*names, name, *args, **kwargs)
 
 
-def save_jpeg(picture, path):
-    """An (H, W, 3) uint8 picture as JPEG, written atomically."""
+def extension(config):
+    """lucidrains' image_extension: png for RGBA (--transparent), else jpg."""
+    return "png" if config.channels == 4 else "jpg"
+
+
+def save_picture(picture, path):
+    """An (H, W, 3) uint8 picture as JPEG, or (H, W, 3 or 4) as PNG (by path), atomically."""
     tmp = path + ".tmp"
-    Image.fromarray(picture).save(tmp, format="JPEG", quality=95)
+    png = path.endswith(".png")
+    Image.fromarray(picture).save(tmp, format="PNG" if png else "JPEG",
+                                  **({} if png else {"quality": 95}))
     os.replace(tmp, path)
+
+
+def composite_on_white(picture):
+    """An (H, W, 4) uint8 picture composited onto white, as (H, W, 3) (lucidrains' GIF)."""
+    return numpy.asarray(image_on_white(Image.fromarray(picture, "RGBA")).convert("RGB"))
 
 
 def checkpoint(models_dir, load_from):
@@ -57,11 +76,11 @@ def checkpoint(models_dir, load_from):
     return path, load_from
 
 
-def stamp(folder, suffix=""):
+def stamp(folder, suffix="", ext="jpg"):
     """A name lucidrains' way (generated-MM-DD-YYYY_HH-MM-SS) that is free in folder."""
     name = datetime.datetime.now().strftime("generated-%m-%d-%Y_%H-%M-%S")
     k, base = 1, name
-    while any(os.path.exists(os.path.join(folder, name + s)) for s in (suffix, "-0.jpg", "")):
+    while any(os.path.exists(os.path.join(folder, name + s)) for s in (suffix, f"-0.{ext}", "")):
         k += 1
         name = f"{base}-{k}"
     return name
@@ -76,16 +95,18 @@ def render(G, z, rng_seed, chunk=16):
 
 
 def sampler(results, config, seed, tiles, interval, total, fid=None, fid_every=None):
-    """Writes results/{n}.jpg and {n}-ema.jpg (tiles x tiles, the same z every time), and
-    every fid_every steps the FID of G (as lucidrains: the plain G) into results/fid.jsonl."""
+    """Writes results/{n}.jpg and {n}-ema.jpg (.png with alpha for RGBA; tiles x tiles, the
+    same z every time), and every fid_every steps the FID of G (as lucidrains: the plain G)
+    into results/fid.jsonl."""
     z = MODULE.sample_z(config, tiles * tiles, numpy.random.RandomState(seed))
+    ext = extension(config)
 
     def sample(updater):
         if updater.step % interval == 0 or updater.step == total:
             n = math.ceil(updater.step / interval)
             for suffix, G in (("", updater.models["gen"]), ("-ema", updater.models["gen_ema"])):
                 picture = tile(to_uint8(render(G, z, seed + 1)), ncol=tiles)
-                save_jpeg(picture, os.path.join(results, f"{n}{suffix}.jpg"))
+                save_picture(picture, os.path.join(results, f"{n}{suffix}.{ext}"))
         if fid is not None and updater.step % fid_every == 0:
             rng = numpy.random.RandomState(seed + 2)
             draw = lambda k: [render(updater.models["gen"], MODULE.sample_z(config, k, rng),
@@ -104,24 +125,27 @@ def slerp(t, low, high):
 
 
 def generate(o, results_root, models_dir, device):
-    """--generate (JPEGs into results/NAME-generated-{n}/) or --generate-interpolation (GIF)."""
+    """--generate (JPEGs, or PNGs with alpha for RGBA, into results/NAME-generated-{n}/) or
+    --generate-interpolation (a GIF, RGBA composited onto white; --save-frames: its frames)."""
     path, n = checkpoint(models_dir, o["load_from"])
     if path is None:
         raise TrainingError(f"no model to generate from: no model_*.h5 in {models_dir} (train "
                             f"first: --data DIR --name {o['name']})")
     trained = load(path, device)
     c, tiles = trained.config, o["num_image_tiles"]
+    ext = extension(c)
     rng = numpy.random.RandomState(o["seed"])
     if o["generate"]:
         out = os.path.join(results_root, f"{o['name']}-generated-{n}")
         os.makedirs(out, exist_ok=True)
-        name = stamp(out)
+        name = stamp(out, ext=ext)
         types = [t.strip() for t in o["generate_types"].split(",") if t.strip()]
         for kind in types:
             G = trained.models["gen" if kind == "default" else "gen_ema"]
             x = render(G, MODULE.sample_z(c, tiles, rng), o["seed"])
             for i, image in enumerate(to_uint8(x)):
-                save_jpeg(image, os.path.join(out, f"{name}-{i}{'' if kind == 'default' else '-ema'}.jpg"))
+                tag = "" if kind == "default" else "-ema"
+                save_picture(image, os.path.join(out, f"{name}-{i}{tag}.{ext}"))
         click.echo(f"sample images generated at {out}", err=True)
         return
     out = os.path.join(results_root, o["name"])
@@ -131,14 +155,15 @@ def generate(o, results_root, models_dir, device):
     frames = []
     for t in numpy.linspace(0.0, 8.0, o["interpolation_num_steps"]):
         z = slerp(t, low, high).astype(numpy.float32)
-        frames.append(tile(to_uint8(render(trained.models["gen_ema"], z, o["seed"])), ncol=tiles))
+        frame = tile(to_uint8(render(trained.models["gen_ema"], z, o["seed"])), ncol=tiles)
+        frames.append(composite_on_white(frame) if frame.shape[-1] == 4 else frame)
     images = [Image.fromarray(f) for f in frames]
     images[0].save(os.path.join(out, name + ".gif"), save_all=True, append_images=images[1:],
                    duration=80, loop=0)
     if o["save_frames"]:
         os.makedirs(os.path.join(out, name))
         for i, f in enumerate(frames):
-            save_jpeg(f, os.path.join(out, name, f"{i}.jpg"))
+            save_picture(f, os.path.join(out, name, f"{i}.{ext}"))
     click.echo(f"interpolation generated at {os.path.join(out, name)}.gif", err=True)
 
 
@@ -160,7 +185,7 @@ def train(o, results, models_dir, device):
     seed_everything(o["seed"])
     config = snapshot_config(path, MODULE) if path else None
     size = config.size if config else size
-    channels = config.channels if config else (1 if o["greyscale"] else 3)
+    channels = config.channels if config else 4 if o["transparent"] else 1 if o["greyscale"] else 3
     if not os.path.isdir(o["data"]):
         raise DatasetError(f"--data {o['data']}: no such folder")
     dataset = ImageFolderDataset(o["data"], size=size, channels=channels,
@@ -231,11 +256,13 @@ def train(o, results, models_dir, device):
         help="Probability per batch of augmenting D's input [default: lucidrains' rule, from "
              "the dataset size].")
 @option("aug_types", default="cutout,translation", show_default=True,
-        help="Of color, cutout, translation (offset, offset_h, offset_v: not yet).")
+        help="Of color, cutout, translation, offset, offset_h, offset_v, applied in this "
+             "order (color, translation and cutout next to each other: in that order).")
 @option("dataset_aug_prob", type=click.FloatRange(0, 1), default=0.0, show_default=True,
         help="> 0: random horizontal flips of the real images (with probability 1/2).")
 @option("greyscale", is_flag=True)
-@option("transparent", is_flag=True, help="Not supported yet (RGBA images).")
+@option("transparent", is_flag=True,
+        help="RGBA images (4 channels); samples and --generate images as PNG with alpha.")
 @option("fmap_max", type=click.IntRange(8), default=512, show_default=True,
         help="The widest feature map.")
 @option("latent_dim", type=click.IntRange(1), default=256, show_default=True,
@@ -259,16 +286,15 @@ def train(o, results, models_dir, device):
 def lightweight_command(**o):
     """Train Lightweight GAN (FastGAN) with lucidrains' lightweight_gan flags."""
     o["disc_output_size"] = int(o["disc_output_size"])
-    if o["transparent"]:
-        raise click.UsageError("--transparent: RGBA training images are not supported yet")
+    if o["transparent"] and o["greyscale"]:
+        raise click.UsageError("--transparent and --greyscale: choose one (as lucidrains)")
     for flag in UNSUPPORTED:
         if o[flag]:
             click.echo(f"--{flag.replace('_', '-')}: not supported by minigan; ignored", err=True)
-    bad = [t for t in o["aug_types"].split(",") if t and t not in ("color", "cutout",
-                                                                    "translation")]
-    if bad:
-        raise click.UsageError(f"--aug-types {','.join(bad)}: not supported yet (color, "
-                               "cutout, translation are)")
+    try:
+        parse_types(o["aug_types"])
+    except ValueError as e:
+        raise click.UsageError(f"--aug-types: {e}") from None
     device = backend.Device(o["gpu"])
     results = os.path.join(o["results_dir"], o["name"])
     models_dir = os.path.join(o["models_dir"], o["name"])

@@ -1,9 +1,11 @@
 """Any folder of images as square float32 CHW arrays in [-1, 1], for the unconditional GANs.
 
 Modes: grayscale, RGB, palette, bilevel, CMYK and YCbCr images all convert to the requested
-channels (alpha is composited onto white, so transparent logos do not turn black); 16-bit
-grayscale is scaled to 8 bits. 32-bit integer and float images have no agreed range and are
-refused. With strict=True every image must already be in the requested mode (RGB or L).
+channels (alpha is composited onto white, so transparent logos do not turn black); with 4
+channels (RGBA, lucidrains' --transparent) alpha is kept and an image without one is opaque
+(alpha 1), as PIL's convert('RGBA') that lucidrains' loader uses; 16-bit grayscale is scaled
+to 8 bits. 32-bit integer and float images have no agreed range and are
+refused. With strict=True every image must already be in the requested mode (L, RGB or RGBA).
 Camera images are turned upright by their EXIF orientation before the centre crop.
 """
 import os
@@ -32,8 +34,17 @@ def list_images(root, recursive=True, extensions=EXTENSIONS):
     return sorted(found)
 
 
-def _to_mode(im, mode, path):
-    """im converted to mode ('RGB' or 'L'), or DatasetError when that makes no sense."""
+MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+
+def on_white(im):
+    """im (any mode with or without alpha) as an opaque RGBA image: composited onto white."""
+    return Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)),
+                                 im.convert("RGBA"))
+
+
+def to_mode(im, mode, path):
+    """im converted to mode ('L', 'RGB' or 'RGBA'), or DatasetError when that makes no sense."""
     if im.mode == mode:
         return im
     if im.mode in _REFUSED_MODES:
@@ -42,9 +53,8 @@ def _to_mode(im, mode, path):
     if im.mode in _16BIT_MODES:
         # PIL's convert would clip 16-bit values at 255 (an all-white image), so scale them instead
         im = Image.fromarray((numpy.asarray(im).astype(numpy.uint32) >> 8).astype(numpy.uint8), "L")
-    elif im.mode in _ALPHA_MODES or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), rgba)
+    elif mode != "RGBA" and (im.mode in _ALPHA_MODES or "transparency" in im.info):
+        im = on_white(im)
     return im.convert(mode)
 
 
@@ -53,8 +63,9 @@ class ImageFolderDataset:
 
     def __init__(self, root, size=64, channels=3, recursive=True, flip=False, strict=False,
                  scan=True, cache=False, draft=True, value_range=(-1.0, 1.0)):
-        if channels not in (1, 3):
-            raise DatasetError(f"channels must be 1 (grayscale) or 3 (RGB), not {channels}")
+        if channels not in MODES:
+            raise DatasetError(f"channels must be 1 (grayscale), 3 (RGB) or 4 (RGBA), "
+                               f"not {channels}")
         if not os.path.isdir(root):
             raise DatasetError(f"image folder not found: {root}")
         self.files = list_images(root, recursive)
@@ -62,7 +73,7 @@ class ImageFolderDataset:
             where = "in it or its subfolders" if recursive else "in it (subfolders not searched)"
             raise DatasetError(f"no images in {root}: looked for {' '.join(EXTENSIONS)} {where}")
         self.root, self.size, self.channels = root, size, channels
-        self.mode = "RGB" if channels == 3 else "L"
+        self.mode = MODES[channels]
         self.flip, self.strict, self.draft = flip, strict, draft
         self.shape = (channels, size, size)
         lo, hi = value_range
@@ -92,7 +103,7 @@ class ImageFolderDataset:
                     raise DatasetError(f"{self.path(i)}: mode {im.mode}, but strict mode needs "
                                        f"{self.mode} for channels={self.channels}")
                 if im.mode in _REFUSED_MODES:
-                    _to_mode(im, self.mode, self.path(i))  # raises the explanation
+                    to_mode(im, self.mode, self.path(i))  # raises the explanation
 
     def _open(self, i):
         path = self.path(i)
@@ -113,12 +124,13 @@ class ImageFolderDataset:
                     im.draft(self.mode, (self.size, self.size))
                 if im.getexif().get(_ORIENTATION, 1) != 1:
                     im = ImageOps.exif_transpose(im)  # phone photos are stored sideways
-                im = _to_mode(im, self.mode, path)
+                im = to_mode(im, self.mode, path)
                 w, h = im.size
                 side = min(w, h)
                 box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
                 # PIL widens the bicubic kernel by the reduction factor, so downscaling averages
-                # over the whole source area (no aliasing) and upscaling stays smooth
+                # over the whole source area (no aliasing) and upscaling stays smooth; RGBA is
+                # resampled premultiplied by alpha, so clear pixels do not bleed their colour
                 im = im.resize((self.size, self.size), Image.Resampling.BICUBIC, box=box)
                 a = numpy.asarray(im)
             except DatasetError:

@@ -40,7 +40,11 @@ Defaults and their sources:
     D output 5 x 5 logits (disc_output_size 5) or 1 x 1   paper / lucidrains' CLI
     Adam(2e-4, betas (0.5, 0.9))                          lucidrains (the paper: 2e-4, 0.5, 0.999)
     gradient penalty 10 every 4 steps; hflip + DiffAugment with probability aug_prob per batch,
-      types cutout,translation                           lucidrains 1.2.1
+      types cutout,translation (also color and his circular offset, offset_h, offset_v, in
+      the order given; color, translation, cutout side by side run in that order)
+                                                         lucidrains 1.2.1
+    channels 3; 1 greyscale; 4 transparent (RGBA: the color augmentation treats alpha as a
+      fourth colour, its means include it, as his)       lucidrains 1.2.1
     EMA of G: beta 0.995, every 10 steps after step 20000, reset to G at steps 1000 k + 2 up to
       25000                                              lucidrains 1.2.1 (BN statistics copied)
     weights N(0, 0.02), BN eps 1e-5 momentum 0.1          the FastGAN code
@@ -55,7 +59,7 @@ import minigan
 from .. import functions as F
 from .. import links as L
 from .. import training
-from ..augment import TRANSFORMS, diff_augment
+from ..augment import augment_types, parse_types
 from ..core import Variable, no_backprop_mode, using_config
 from ..links import fastgan as B
 from ..optimizers import Adam, ExponentialMovingAverage
@@ -110,10 +114,10 @@ class Config(base.Config):
             raise base.ConfigError("lightweight: disc_output_size must be 1 or 5")
         if self.recon_loss not in ("mse", "l1"):
             raise base.ConfigError("lightweight: recon_loss must be 'mse' or 'l1'")
-        unknown = [t for t in self.aug_types.split(",") if t and t not in TRANSFORMS]
-        if unknown:
-            raise base.ConfigError(f"lightweight: aug type(s) {','.join(unknown)} not supported; "
-                                   f"choose from {','.join(TRANSFORMS)}")
+        try:
+            parse_types(self.aug_types)
+        except ValueError as e:
+            raise base.ConfigError(f"lightweight: {e}") from None
 
     def minibatches(self):
         return self.gradient_accumulate_every      # each accumulation step has its own batch
@@ -254,13 +258,12 @@ def gradient_penalty(outputs, inputs, weight):
 
 def augment(c, x):
     """lucidrains' AugWrapper: with probability aug_prob per batch, a horizontal flip of the
-    whole batch with probability 1/2, then DiffAugment of aug_types."""
+    whole batch with probability 1/2, then aug_types (DiffAugment runs and offsets, in order)."""
     if not (c.aug_prob > 0 and numpy.random.uniform() < c.aug_prob):
         return x
     if numpy.random.uniform() >= 0.5:
         x = F.get_item(x, (slice(None), slice(None), slice(None), slice(None, None, -1)))
-    policy = ",".join(t for t in TRANSFORMS if t in c.aug_types.split(","))
-    return diff_augment(x, policy) if policy else x
+    return augment_types(x, c.aug_types)
 
 
 # -- one iteration -----------------------------------------------------------------------------
