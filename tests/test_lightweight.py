@@ -206,6 +206,26 @@ def test_generate_interpolation_and_load_from(ramen):
     assert len(os.listdir(os.path.join("results/r", gifs[0][:-4]))) == 3
 
 
+def test_show_progress_renders_the_same_latents_through_every_checkpoint(ramen):
+    """lucidrains' --show-progress: results/NAME-progress/{n}.jpg, {n}-ema.jpg per checkpoint,
+    one row of 4; the same latents each time (a second call rewrites the same pictures)."""
+    code, out = run("lightweight", "--name", "p", "--show-progress")
+    assert code != 0 and "no model_*.h5" in error_line(out)
+    assert run("lightweight", "--data", ramen, "--name", "p", *TINY, "--num-train-steps", 4,
+               "--save-every", 2, "--evaluate-every", 2)[0] == 0
+    code, out = run("lightweight", "--name", "p", "--show-progress")
+    assert code == 0 and "progress images of 2 checkpoints" in out, out
+    files = sorted(os.listdir("results/p-progress"))
+    assert files == ["1-ema.jpg", "1.jpg", "2-ema.jpg", "2.jpg"]
+    pics = {f: numpy.asarray(Image.open(f"results/p-progress/{f}")) for f in files}
+    size = pics["1.jpg"].shape[0]
+    assert pics["1.jpg"].shape[1] > 3 * size                      # one row of four images
+    assert not numpy.array_equal(pics["1.jpg"], pics["2.jpg"])    # G changed between them
+    assert run("lightweight", "--name", "p", "--show-progress")[0] == 0
+    again = numpy.asarray(Image.open("results/p-progress/2.jpg"))
+    assert numpy.abs(again.astype(int) - pics["2.jpg"]).max() <= 1   # same latents, same picture
+
+
 def test_bad_inputs_give_one_line(ramen, tmp_path):
     os.makedirs("empty")
     code, out = run("lightweight", "--data", "empty", "--name", "e", *TINY)

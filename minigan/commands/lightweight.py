@@ -18,10 +18,12 @@ it reads the real images (metrics.read_image).
 import datetime
 import math
 import os
+import sys
 
 import click
 import numpy
 from PIL import Image
+from tqdm.auto import tqdm
 
 from .. import backend
 from ..augment import parse_types
@@ -35,7 +37,7 @@ from .fid_log import FIDLog, check_fid_ready
 
 GAN = "lightweight"
 MODULE = REGISTRY[GAN]
-UNSUPPORTED = ("attn_res_layers", "antialias", "dual_contrast_loss", "show_progress")
+UNSUPPORTED = ("attn_res_layers", "antialias", "dual_contrast_loss")
 
 
 def option(name, *args, **kwargs):
@@ -167,6 +169,32 @@ def generate(o, results_root, models_dir, device):
     click.echo(f"interpolation generated at {os.path.join(out, name)}.gif", err=True)
 
 
+def show_progress(o, results_root, models_dir, device, num_images=4):
+    """--show-progress: the same num_images latents through every checkpoint, as lucidrains:
+    results/NAME-progress/{n}.jpg and {n}-ema.jpg (n zero-padded; .png with alpha for RGBA),
+    one row of num_images per checkpoint, so the files play as the run's progress."""
+    found = snapshots(models_dir, "model_*.h5") if os.path.isdir(models_dir) else []
+    if not found:
+        raise TrainingError(f"--show-progress: no model_*.h5 in {models_dir} (train first: "
+                            f"--data DIR --name {o['name']})")
+    steps = [int(p.rsplit("_", 1)[1][:-3]) for p in found]
+    out = os.path.join(results_root, f"{o['name']}-progress")
+    os.makedirs(out, exist_ok=True)
+    width = len(str(max(steps)))
+    z = None
+    for path, n in tqdm(list(zip(found, steps)), desc="progress images", file=sys.stderr,
+                        disable=None):
+        trained = load(path, device)
+        c = trained.config
+        if z is None:                   # drawn once: every checkpoint renders the same latents
+            z = MODULE.sample_z(c, num_images, numpy.random.RandomState(o["seed"]))
+        for suffix, key in (("", "gen"), ("-ema", "gen_ema")):
+            x = render(trained.models[key], z, o["seed"])
+            save_picture(tile(to_uint8(x), ncol=num_images),
+                         os.path.join(out, f"{str(n).zfill(width)}{suffix}.{extension(c)}"))
+    click.echo(f"progress images of {len(found)} checkpoints in {out}", err=True)
+
+
 def move_aside(folder):
     """folder -> folder-old-K (the first free K); returns the new name."""
     k = 1
@@ -275,7 +303,8 @@ def train(o, results, models_dir, device):
 @option("attn_res_layers", default=None, help="Not supported (linear attention).")
 @option("antialias", is_flag=True, help="Not supported.")
 @option("dual_contrast_loss", is_flag=True, help="Not supported.")
-@option("show_progress", is_flag=True, help="Not supported yet.")
+@option("show_progress", is_flag=True, help="Render the same latents through every checkpoint "
+        "into results/NAME-progress/, then exit.")
 @option("seed", type=click.IntRange(0), default=42, show_default=True)
 @option("gpu", type=int, default=-1, show_default=True, help="CUDA device; -1: the CPU.")
 @option("log_every", type=click.IntRange(1), default=50, show_default=True,
@@ -300,5 +329,8 @@ def lightweight_command(**o):
     models_dir = os.path.join(o["models_dir"], o["name"])
     if o["generate"] or o["generate_interpolation"]:
         generate(o, o["results_dir"], models_dir, device)
+        return
+    if o["show_progress"]:
+        show_progress(o, o["results_dir"], models_dir, device)
         return
     train(o, results, models_dir, device)
