@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner
 
 import minigan
-import minigan.functions as F
 from minigan import metrics
 from minigan.commands.download import download as download_group
 from minigan.commands.fid import fid_command
@@ -18,7 +17,6 @@ from minigan.models import inception, load_state_dict, weights
 from minigan.visualize import save_image
 
 from helpers import check_op, error_line, randn
-from test_download import http_server, server  # noqa: F401 (the 127.0.0.1 server fixtures)
 
 FORMATS = {"zip": True, "legacy": False}
 
@@ -203,7 +201,8 @@ def picture_folder(folder, n, size, seed):
     folder.mkdir(parents=True)
     rng = numpy.random.RandomState(seed)
     for i in range(n):
-        save_image(rng.randint(0, 256, (size, size, 3)).astype(numpy.uint8), str(folder / f"{i}.png"))
+        save_image(rng.randint(0, 256, (size, size, 3)).astype(numpy.uint8),
+                   str(folder / f"{i}.png"))
     return folder
 
 
