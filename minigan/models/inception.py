@@ -38,24 +38,22 @@ from .torch_pth import WeightFileError
 from .weights import cached_state_dict, inception_file
 
 FID_SIZE = 299
-FEATURES = 2048
 
 
 class Conv(Link):
-    """conv(x, W) + b (BN folded in), then ReLU unless relu=False; W and b are constants."""
+    """relu(conv(x, W) + b): a BasicConv2d with its BN folded in; W and b are constants."""
 
-    def __init__(self, W, b, stride=1, pad=None, relu=True):
+    def __init__(self, W, b, stride=1, pad=None):
         super().__init__()
         kh, kw = W.shape[2:]
-        self.stride, self.relu = stride, relu
+        self.stride = stride
         # "same" at stride 1, none at stride 2 (see the module docstring)
         self.pad = pad if pad is not None else ((kh // 2, kw // 2) if stride == 1 else 0)
         self.add_persistent("W", W)
         self.add_persistent("b", b)
 
     def forward(self, x):
-        y = F.convolution_2d(x, self.W, self.b, self.stride, self.pad)
-        return F.relu(y) if self.relu else y
+        return F.relu(F.convolution_2d(x, self.W, self.b, self.stride, self.pad))
 
 
 def basic(sd, name, dtype, **kw):
