@@ -1,8 +1,10 @@
 """FID and KID of image sets, on the features of a frozen ImageNet network (models/).
 
-The network is EfficientNet-lite0 (1280 pooled features), so the numbers are labelled
+The default network is EfficientNet-lite0 (1280 pooled features), so the numbers are labelled
 "FID (EfficientNet-lite0)": they rank models and runs against each other, and are not comparable
-to published FIDs, which use Inception-v3's 2048 pool features.
+to published FIDs, which use Inception-v3's 2048 pool features. features="inception" (after
+`python cli.py download inception`) is that network, pytorch-fid's port of the TensorFlow graph,
+labelled "FID (Inception-v3)".
 
   FID = ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))            (Heusel et al. 2017)
 
@@ -16,12 +18,18 @@ eigendecompositions and one SVD, no general matrix square root (and no scipy).
 unbiased, averaged over random subsets (100 of up to 1000 features each, as clean-fid and
 torch-fidelity); reported as mean and standard deviation over the subsets.
 
-Images are prepared as clean-fid recommends (Parmar et al. 2022): 8-bit RGB (converted as the
-image folder loader does: alpha composited onto white, 16-bit grey scaled), resized to the
-network's 224 x 224 with PIL's bicubic filter on float pixels (no 8-bit rounding after the
-resize, antialiased when shrinking), then mapped to [-1, 1]. Generated arrays take the same path
-after the 8-bit rounding of a saved image (visualize.to_uint8); RGBA ones (lightweight's
---transparent) are composited onto white like the real images.
+Images are 8-bit RGB, converted as the image folder loader does (alpha composited onto white,
+16-bit grey scaled); generated arrays take the path of a saved image after its 8-bit rounding
+(visualize.to_uint8), RGBA ones (lightweight's --transparent) composited onto white like the
+real images. Each network has its preparation (FEATURES):
+- EfficientNet-lite0, as clean-fid recommends (Parmar et al. 2022): resized to 224 x 224 with
+  PIL's bicubic filter on float pixels (no 8-bit rounding after the resize, antialiased when
+  shrinking), then mapped to [-1, 1];
+- Inception-v3, as pytorch-fid does, to reproduce its numbers: mapped to [-1, 1], then resized
+  to 299 x 299 bilinearly (align_corners=False, no antialias: torch's F.interpolate, which
+  pytorch-fid's network applies to its input at the image's own size). The resize is done per
+  image before batching, which is the same map and lets a folder mix image sizes (pytorch-fid
+  cannot batch those); resize(2 x - 1) = 2 resize(x) - 1, as each row of the resize sums to 1.
 """
 import dataclasses
 import hashlib
@@ -37,6 +45,7 @@ from . import backend
 from .core import no_backprop_mode, using_config
 from .datasets.errors import DatasetError
 from .datasets.image_folder import EXTENSIONS, list_images, on_white, to_mode
+from .functions.resize import bilinear_matrix
 from .models.weights import atomic_h5, cache_path
 from .visualize import to_uint8
 
@@ -54,14 +63,48 @@ def _efficientnet(device):
     return efficientnet_lite0(device)
 
 
-# name -> (network loader, input size, network name for the labels)
-FEATURES = {"efficientnet-lite0": (_efficientnet, 224, NETWORK)}
+def _inception(device):
+    from .models.inception import inception_v3
+    return inception_v3(device)
+
+
+def resize_clean(rgb, size):
+    """(H, W, 3) uint8 -> (3, size, size) float32 in [-1, 1]: PIL bicubic on float pixels."""
+    planes = rgb.astype(numpy.float32).transpose(2, 0, 1)
+    if rgb.shape[:2] != (size, size):
+        # a float32 array is a PIL "F" image: resized without rounding to 8 bits
+        planes = numpy.stack([numpy.asarray(Image.fromarray(p).resize(
+            (size, size), Image.Resampling.BICUBIC)) for p in planes])
+        planes = numpy.clip(planes, 0, 255)     # bicubic overshoots at edges
+    return planes * numpy.float32(1 / 127.5) - numpy.float32(1)
+
+
+def resize_bilinear(rgb, size):
+    """(H, W, 3) uint8 -> (3, size, size) float32: [-1, 1], then torch's bilinear resize
+    (align_corners=False), A_h x A_w^T as resize_images computes it."""
+    planes = rgb.astype(numpy.float32).transpose(2, 0, 1) * numpy.float32(1 / 127.5) \
+        - numpy.float32(1)
+    h, w = rgb.shape[:2]
+    if (h, w) != (size, size):
+        a_h, a_w = (bilinear_matrix(n, size, False).astype(numpy.float32) for n in (h, w))
+        planes = a_h @ planes @ a_w.T
+    return numpy.ascontiguousarray(planes)
+
+
+# name -> (network loader, input size, network name for the labels, image preparation)
+FEATURES = {"efficientnet-lite0": (_efficientnet, 224, NETWORK, resize_clean),
+            "inception": (_inception, 299, "Inception-v3", resize_bilinear)}
 
 
 def _feature_net(features):
     if features not in FEATURES:
         raise MetricError(f"unknown features {features!r}; choose from {', '.join(FEATURES)}")
     return FEATURES[features]
+
+
+def feature_network(features, device=-1):
+    """The frozen network of features on device (missing weights: one WeightFileError line)."""
+    return _feature_net(features)[0](backend.as_device(device))
 
 
 # -- the two distances --------------------------------------------------------------------------
@@ -197,19 +240,8 @@ def compare(real, fake, kid=False, network=NETWORK, **kid_options):
 
 # -- images -> features -------------------------------------------------------------------------
 
-def resize_clean(rgb, size):
-    """(H, W, 3) uint8 -> (3, size, size) float32 in [-1, 1]: PIL bicubic on float pixels."""
-    planes = rgb.astype(numpy.float32).transpose(2, 0, 1)
-    if rgb.shape[:2] != (size, size):
-        # a float32 array is a PIL "F" image: resized without rounding to 8 bits
-        planes = numpy.stack([numpy.asarray(Image.fromarray(p).resize(
-            (size, size), Image.Resampling.BICUBIC)) for p in planes])
-        planes = numpy.clip(planes, 0, 255)     # bicubic overshoots at edges
-    return planes * numpy.float32(1 / 127.5) - numpy.float32(1)
-
-
-def read_image(path, size):
-    """The image file as (3, size, size) float32 in [-1, 1], or a DatasetError."""
+def read_image(path, size, prepare=resize_clean):
+    """The image file as (3, size, size) float32 in [-1, 1] (by prepare), or a DatasetError."""
     try:
         with Image.open(path) as im:
             rgb = numpy.asarray(to_mode(im, "RGB", path))
@@ -217,7 +249,7 @@ def read_image(path, size):
         raise
     except Exception as e:      # UnidentifiedImageError, truncated data, OSError
         raise DatasetError(f"cannot read image {path}: {e}") from None
-    return resize_clean(rgb, size)
+    return prepare(rgb, size)
 
 
 def folder_files(folder):
@@ -245,9 +277,8 @@ def _batches(items, load, batch_size):
 
 def _features(batches, features, device, progress=None):
     """(n, d) float32 features of (B, 3, size, size) batches in [-1, 1], computed on device."""
-    load, _, _ = _feature_net(features)
     device = backend.as_device(device)
-    net = load(device)
+    net = feature_network(features, device)
     out = []
     with device, no_backprop_mode(), using_config("train", False):
         for x in batches:
@@ -260,15 +291,15 @@ def _features(batches, features, device, progress=None):
 def folder_features(folder, features="efficientnet-lite0", batch_size=50, device=-1,
                     progress=None):
     """(n, d) features of every image under folder."""
-    size = _feature_net(features)[1]
+    _, size, _, prepare = _feature_net(features)
     files = folder_files(folder)
-    return _features(_batches(files, lambda p: read_image(p, size), batch_size), features,
-                     device, progress)
+    return _features(_batches(files, lambda p: read_image(p, size, prepare), batch_size),
+                     features, device, progress)
 
 
 def array_features(x, features="efficientnet-lite0", batch_size=50, device=-1):
     """(n, d) features of generated images (N, C, H, W) in [-1, 1] (NumPy or CuPy)."""
-    size = _feature_net(features)[1]
+    _, size, _, prepare = _feature_net(features)
     x = getattr(x, "array", x)
     if x.ndim != 4 or x.shape[1] not in (1, 3, 4):
         raise MetricError(f"images must be (N, 1, 3 or 4, H, W), got {tuple(x.shape)}")
@@ -276,7 +307,7 @@ def array_features(x, features="efficientnet-lite0", batch_size=50, device=-1):
     if rgb.shape[-1] == 4:          # RGBA: seen on white, as read_image sees the real ones
         rgb = numpy.stack([numpy.asarray(on_white(Image.fromarray(a, "RGBA")).convert("RGB"))
                            for a in rgb])
-    return _features(_batches(list(rgb), lambda a: resize_clean(a, size), batch_size), features,
+    return _features(_batches(list(rgb), lambda a: prepare(a, size), batch_size), features,
                      device)
 
 

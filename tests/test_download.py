@@ -1,10 +1,8 @@
 """Downloads against a local HTTP server: success unpacks atomically; each failure leaves nothing."""
 import hashlib
-import http.server
 import io
 import os
 import socket
-import threading
 import zipfile
 
 import numpy
@@ -13,41 +11,6 @@ from PIL import Image
 
 from minigan.datasets import DatasetError, FacadeDataset, download, download_facade
 from minigan.datasets.download import CMP_BASE_PAIRS, download_file
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    """Serves server.routes[path] = (body, extra): Content-Length says len(body) + extra."""
-
-    def do_GET(self):
-        self.server.hits.append(self.path)
-        if self.path not in self.server.routes:
-            self.send_error(404, "Not Found")
-            return
-        body, extra = self.server.routes[self.path]
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body) + extra))
-        self.end_headers()
-        self.wfile.write(body)  # then HTTP/1.0 closes: a short body is a truncated download
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture(scope="module")
-def http_server():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
-@pytest.fixture
-def server(http_server):
-    http_server.routes, http_server.hits = {}, []
-    return http_server
 
 
 def image_bytes(array, fmt, palette=None):

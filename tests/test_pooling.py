@@ -28,6 +28,13 @@ OPS = {
                   (1, 2, 4, 5)),
     "avg_rect": (lambda x: F.average_pooling_2d(x, (2, 3), (1, 2), (1, 0)),
                  "avg_pool2d(x, (2, 3), (1, 2), (1, 0))", (1, 2, 5, 7)),
+    "avg_3s1p1_nopad": (lambda x: F.average_pooling_2d(x, 3, 1, 1, count_include_pad=False),
+                        "avg_pool2d(x, 3, 1, 1, count_include_pad=False)", (1, 2, 4, 5)),
+    "avg_3s2p1_nopad": (lambda x: F.average_pooling_2d(x, 3, 2, 1, count_include_pad=False),
+                        "avg_pool2d(x, 3, 2, 1, count_include_pad=False)", (2, 2, 5, 6)),
+    "avg_rect_nopad": (lambda x: F.average_pooling_2d(x, (2, 3), (1, 2), (1, 1), False),
+                       "avg_pool2d(x, (2, 3), (1, 2), (1, 1), count_include_pad=False)",
+                       (1, 2, 5, 7)),
     "max_2": (lambda x: F.max_pooling_2d(x, 2), "max_pool2d(x, 2)", (2, 3, 4, 6)),
     "max_2_odd": (lambda x: F.max_pooling_2d(x, 2), "max_pool2d(x, 2)", (1, 2, 5, 7)),
     "max_3s2p1": (lambda x: F.max_pooling_2d(x, 3, 2, 1), "max_pool2d(x, 3, 2, 1)", (2, 2, 5, 6)),
@@ -80,6 +87,15 @@ def test_block_fast_path_equals_matrix_form(fn, size):
     numpy.testing.assert_allclose(y.array, y_ref.array, rtol=1e-12)
     numpy.testing.assert_allclose(minigan.grad([y], [x], [gy])[0].array,
                                   minigan.grad([y_ref], [x], [gy])[0].array, rtol=1e-12)
+
+
+def test_average_without_pads_keeps_constants():
+    """count_include_pad=False averages only real pixels: a constant image stays constant at the
+    border, where the padded average shrinks toward 0 (4/9 at a corner of a 3 x 3 window)."""
+    x = numpy.full((1, 1, 4, 5), 2.0)
+    numpy.testing.assert_allclose(F.average_pooling_2d(x, 3, 1, 1, count_include_pad=False).array,
+                                  x, rtol=1e-15)
+    assert F.average_pooling_2d(x, 3, 1, 1).array[0, 0, 0, 0] == pytest.approx(2 * 4 / 9)
 
 
 def test_max_pooling_gradient_goes_to_first_maximum_only():

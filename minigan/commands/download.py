@@ -1,15 +1,17 @@
-"""`python cli.py download facade|mnist`: fetch, verify and unpack a dataset."""
+"""`python cli.py download facade|mnist|inception`: fetch, verify and unpack a dataset, or the
+FID Inception weights."""
 import click
 
 from ..datasets import download_facade, download_mnist
 from ..folders import making, writable_folder
 from ..datasets.errors import command_line
-from .common import user_errors
+from ..models import WeightFileError, weights
+from .common import one_line, user_errors
 
 
 @click.group()
 def download():
-    """Download a dataset (with a progress bar and checksums)."""
+    """Download a dataset or weights (with a progress bar and checksums)."""
 
 
 @download.command("facade")
@@ -32,3 +34,18 @@ def mnist(data_dir):
     with making(data_dir, "--data-dir"):      # a failed download leaves no empty folder
         download_mnist(data_dir)
     click.echo(f"MNIST in {data_dir}", err=True)
+
+
+@download.command("inception")
+@click.option("--url", default=weights.INCEPTION_URL, show_default=True,
+              help="Where to fetch it from (a mirror); the sha256 is checked all the same.")
+@user_errors
+def inception(url):
+    """pytorch-fid's Inception-v3 weights (95 MB, sha256-checked) for fid --features inception."""
+    writable_folder(weights.home(), "$MINIGAN_HOME")
+    try:
+        path = weights.download_inception(url)   # atomic: nothing is left if it fails
+    except WeightFileError as e:
+        raise click.ClickException(one_line(e)) from None
+    click.echo(f"Inception-v3 weights in {path}; use them with: "
+               f"{command_line('fid')} --features inception --real DIR --fake DIR", err=True)

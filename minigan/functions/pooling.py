@@ -105,11 +105,15 @@ class Repeat(FunctionNode):
         return BlockSum(self.kh, self.kw, self.scale).apply(grad_outputs)
 
 
-def _window_matrix(n_in, n_out, k, s, p):
-    """Row i averages window [i s - p, i s - p + k): 1/k on its in-range part (pads count 0)."""
+def _window_matrix(n_in, n_out, k, s, p, include_pad=True):
+    """Row i averages window [i s - p, i s - p + k): 1/k on its in-range part (pads count 0),
+    or, without include_pad, 1/(the number of in-range cells), so the pads are left out."""
     start = numpy.arange(n_out)[:, None] * s - p
     j = numpy.arange(n_in)
-    return ((j >= start) & (j < start + k)) / k
+    inside = (j >= start) & (j < start + k)
+    if include_pad:
+        return inside / k
+    return inside / numpy.maximum(inside.sum(axis=1, keepdims=True), 1)
 
 
 def _adaptive_matrix(n_in, n_out):
@@ -146,8 +150,13 @@ def _windows(name, x, ksize, stride, pad):
     return k, s, p, out
 
 
-def average_pooling_2d(x, ksize, stride=None, pad=0):
-    """Mean over each window; padded cells count as zeros (count_include_pad, as Chainer)."""
+def average_pooling_2d(x, ksize, stride=None, pad=0, count_include_pad=True):
+    """Mean over each window; padded cells count as zeros (as Chainer), or with
+    count_include_pad=False are left out (TensorFlow's "SAME" average, Inception-v3's FID blocks).
+
+    Without the pads the divisor of window (i, j) is the count of its real pixels, rows_i cols_j:
+    a window is a rectangle, so it meets the image in one, and the map stays separable.
+    """
     x = as_variable(x)
     (kh, kw), (sh, sw), (ph, pw), (oh, ow) = _windows("average_pooling_2d", x, ksize, stride, pad)
     if (kh, kw) == (sh, sw) and ph == pw == 0:        # tiles: crop the remainder, sum blocks
@@ -155,8 +164,9 @@ def average_pooling_2d(x, ksize, stride=None, pad=0):
             x = get_item(x, (Ellipsis, slice(0, oh * kh), slice(0, ow * kw)))
         return BlockSum(kh, kw, 1.0 / (kh * kw)).apply((x,))[0]
     h, w = x.shape[2:]
-    return Separable((_window_matrix, h, oh, kh, sh, ph),
-                     (_window_matrix, w, ow, kw, sw, pw)).apply((x,))[0]
+    inc = bool(count_include_pad)
+    return Separable((_window_matrix, h, oh, kh, sh, ph, inc),
+                     (_window_matrix, w, ow, kw, sw, pw, inc)).apply((x,))[0]
 
 
 def adaptive_average_pooling_2d(x, output_size):

@@ -9,7 +9,7 @@ from ..core import as_variable
 from .pooling import Repeat, Separable, _check_4d, _pair
 
 
-def _bilinear_matrix(n_in, n_out, align_corners):
+def bilinear_matrix(n_in, n_out, align_corners):
     """Row i holds the two weights of torch.nn.functional.interpolate(mode='bilinear') at i.
 
     align_corners:  src = i (n_in - 1) / (n_out - 1)   (corners map to corners)
@@ -49,5 +49,5 @@ def resize_images(x, output_shape, align_corners=True):
         raise ValueError(f"resize_images: output_shape {(oh, ow)} must be positive")
     h, w = x.shape[2:]
     align = bool(align_corners)
-    return Separable((_bilinear_matrix, h, oh, align),
-                     (_bilinear_matrix, w, ow, align)).apply((x,))[0]
+    return Separable((bilinear_matrix, h, oh, align),
+                     (bilinear_matrix, w, ow, align)).apply((x,))[0]

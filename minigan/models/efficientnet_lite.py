@@ -26,6 +26,7 @@ import numpy
 from .. import backend
 from .. import functions as F
 from ..links.link import Chain, Link
+from .torch_pth import WeightFileError
 from .weights import cached_state_dict, efficientnet_lite0_file
 
 # the block rows of the TensorFlow builder: r repeats, k kernel, s stride, e expansion, i/o channels
@@ -83,12 +84,16 @@ class FrozenConv(Link):
         return F.convolution_2d(x, self.W, self.b, s, (pads[0][0], pads[1][0]))
 
 
-def _fold(sd, conv, bn, dtype):
+def fold_bn(sd, conv, bn, dtype, eps=BN_EPS):
     """W', b' of conv followed by eval-mode BN (see the module docstring), computed in float64."""
+    missing = [k for k in (f"{conv}.weight",) + tuple(f"{bn}.{n}" for n in (
+        "weight", "bias", "running_mean", "running_var")) if k not in sd]
+    if missing:
+        raise WeightFileError(f"the weights lack {missing[0]!r} (not this network's file?)")
     W = sd[f"{conv}.weight"].astype(numpy.float64)
     gamma, beta = sd[f"{bn}.weight"], sd[f"{bn}.bias"]
     mean, var = sd[f"{bn}.running_mean"], sd[f"{bn}.running_var"]
-    scale = gamma / numpy.sqrt(var.astype(numpy.float64) + BN_EPS)
+    scale = gamma / numpy.sqrt(var.astype(numpy.float64) + eps)
     W = W * scale[:, None, None, None]
     b = beta - mean * scale
     return W.astype(dtype), b.astype(dtype)
@@ -101,10 +106,12 @@ class MBConv(Chain):
         super().__init__()
         self.expand = None
         if e != 1:
-            self.expand = FrozenConv(*_fold(sd, f"{prefix}._expand_conv", f"{prefix}._bn0", dtype))
-        self.depthwise = FrozenConv(*_fold(sd, f"{prefix}._depthwise_conv", f"{prefix}._bn1",
+            self.expand = FrozenConv(*fold_bn(sd, f"{prefix}._expand_conv", f"{prefix}._bn0",
+                                              dtype))
+        self.depthwise = FrozenConv(*fold_bn(sd, f"{prefix}._depthwise_conv", f"{prefix}._bn1",
                                            dtype), stride=s, depthwise=True)
-        self.project = FrozenConv(*_fold(sd, f"{prefix}._project_conv", f"{prefix}._bn2", dtype))
+        self.project = FrozenConv(*fold_bn(sd, f"{prefix}._project_conv", f"{prefix}._bn2",
+                                           dtype))
         self.residual = s == 1 and i == o
 
     def forward(self, x):
@@ -121,12 +128,12 @@ class EfficientNetLite0(Chain):
     def __init__(self, state_dict, dtype=numpy.float32):
         super().__init__()
         sd = state_dict
-        self.stem = FrozenConv(*_fold(sd, "_conv_stem", "_bn0", dtype), stride=2)
+        self.stem = FrozenConv(*fold_bn(sd, "_conv_stem", "_bn0", dtype), stride=2)
         self.n_blocks = 0
         for n, args in enumerate(block_list()):
             setattr(self, f"block{n}", MBConv(sd, f"_blocks.{n}", *args, dtype))
             self.n_blocks += 1
-        self.head = FrozenConv(*_fold(sd, "_conv_head", "_bn1", dtype))
+        self.head = FrozenConv(*fold_bn(sd, "_conv_head", "_bn1", dtype))
 
     @staticmethod
     def _resize(x, resize):

