@@ -140,6 +140,14 @@ def share_draws(rank, ranks):
     fastgan.NoiseInjection.forward = shared_noise
 
 
+def own_float64_z():
+    """Each rank's own noise z (its NumPy stream), in float64."""
+    for module in MODULES.values():
+        if hasattr(module, "sample_z"):
+            module.sample_z = (lambda draw: lambda c, n, rng=numpy.random: draw(c, n, rng)
+                               .astype(numpy.float64))(module.sample_z)
+
+
 def build(kind, b, ranks):
     """(module, Config, dataset, build kwargs) of a small float64 run at b per rank."""
     if kind == "gan":
@@ -188,10 +196,15 @@ def digest(named):
     return h.hexdigest()
 
 
-def main(kind, mode, batch, steps, out, sync_bn="0"):
+def main(kind, mode, batch, steps, out, sync_bn="0", draws="shared"):
+    """draws 'own': each rank its own random stream, as real runs (the ranks must still stay
+    bitwise equal; the result is not the 1-process one)."""
     comm = distributed.MpiCommunicator() if mode == "mpi" else None
     rank, ranks = (comm.rank, comm.size) if comm else (0, 1)
-    share_draws(rank, ranks)
+    if draws == "shared":
+        share_draws(rank, ranks)
+    else:
+        own_float64_z()
     numpy.random.seed(0)
     module, c, ds, extra = build(kind, batch, ranks)
     models, optimizers = module.build(c, **extra)
@@ -207,7 +220,8 @@ def main(kind, mode, batch, steps, out, sync_bn="0"):
             assert all(distributed.convert_sync_batchnorm(net, comm) > 0 for net in nets) or \
                 kind == "gan"
         rank_setup.prepare(comm, updater, {"seed": 0})     # what the commands run
-        numpy.random.seed(0)        # rank 0's draws of the shared decisions as in one process
+        if draws == "shared" and rank == 0:     # the shared decisions: rank 0's draws, as
+            numpy.random.seed(0)                # in one process; the others keep their own
         it = distributed.scatter_dataset(ds, comm, batch * n, seed=0, minibatches=n,
                                          n_workers=0)
     else:
