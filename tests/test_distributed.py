@@ -433,3 +433,89 @@ def test_nccl_without_cupy_is_one_line(tmp_path):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: --communicator nccl needs CuPy"), \
         p.stderr
+
+
+# -- the lightweight and projected commands on 2 ranks -----------------------------------------
+
+def some_faces(tmp_path, n=16):
+    src = shared("faces64")         # skips without ../shared/data
+    os.makedirs(tmp_path / "data")
+    for name in sorted(os.listdir(src))[:n]:
+        os.symlink(os.path.join(src, name), tmp_path / "data" / name)
+    return "data"
+
+
+LIGHT = ["lightweight", "--image-size", 32, "--batch-size", 2, "--gradient-accumulate-every", 2,
+         "--fmap-max", 8, "--latent-dim", 8, "--num-image-tiles", 2, "--aug-prob", 0.5,
+         "--workers", 0, "--log-every", 1, "--save-every", 2, "--evaluate-every", 2,
+         "--communicator", "mpi", "--sync-bn"]
+
+
+@needs_mpi
+def test_lightweight_command_on_two_ranks_writes_once_and_resumes_exactly(tmp_path):
+    data, cli = some_faces(tmp_path), os.path.join(ROOT, "cli.py")
+    p = mpiexec(2, cli, *LIGHT, "--data", data, "--name", "a", "--num-train-steps", 4,
+                cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "data-parallel on 2 ranks (mpi)" in p.stderr
+    assert {"1.jpg", "1-ema.jpg", "2.jpg", "2-ema.jpg", "log.jsonl"} <= \
+        set(os.listdir(tmp_path / "results" / "a"))
+    assert sorted(os.listdir(tmp_path / "models" / "a")) == ["config.json", "model_1.h5",
+                                                             "model_2.h5"]
+    assert len((tmp_path / "results" / "a" / "log.jsonl").read_text().splitlines()) == 4
+    # 2 steps, then a 2-rank continue to 4: the straight run's checkpoint, bit for bit
+    for steps in (2, 4):
+        p = mpiexec(2, cli, *LIGHT, "--data", data, "--name", "b", "--num-train-steps", steps,
+                    cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+    assert "continuing from" in p.stderr
+    a, b = (leaves(tmp_path / "models" / d / "model_2.h5") for d in "ab")
+    differ = [k for k in a if k != "elapsed" and not k.startswith("meta")
+              and not numpy.array_equal(a[k], b[k])]
+    assert a.keys() == b.keys() and differ == []
+
+
+def test_lightweight_generate_refuses_a_communicator(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out = run("lightweight", "--generate", "--communicator", "mpi")
+    assert code == 2 and "run in one process: drop --communicator" in error_line(out)
+
+
+PROJ = ["projected", "--cfg", "fastgan_lite", "--resolution", 32, "--batch", 4, "--batch-gpu", 1,
+        "--cbase", 4, "--ndf", 8, "--tick", 0.004, "--snap", 1, "--workers", 0,
+        "--metrics", "none", "--communicator", "mpi", "--sync-bn"]
+
+
+@needs_mpi
+def test_projected_command_on_two_ranks(tmp_path):
+    try:
+        minigan_weights = __import__("minigan.models.weights", fromlist=["x"])
+        minigan_weights.efficientnet_lite0_file()
+    except Exception as e:      # the weights package ([projected] extra) is not installed
+        pytest.skip(str(e))
+    data, cli = some_faces(tmp_path), os.path.join(ROOT, "cli.py")
+    p = mpiexec(2, cli, *PROJ, "--data", data, "--outdir", "runs", "--kimg", 0.008, cwd=tmp_path,
+                timeout=180)
+    assert p.returncode == 0, p.stderr
+    assert os.listdir(tmp_path / "runs") == ["00000-fastgan_lite-data-gpus2-batch4"]
+    run_dir = tmp_path / "runs" / "00000-fastgan_lite-data-gpus2-batch4"
+    assert {"fakes000000.png", "log.jsonl", "network-snapshot-000000.h5",
+            "training_options.json"} <= set(os.listdir(run_dir))
+    assert len((run_dir / "log.jsonl").read_text().splitlines()) == 2
+    snap = leaves(run_dir / "network-snapshot-000000.h5")
+    assert int(snap["updater/nimg"]) == 8       # the images of both ranks
+
+
+@needs_mpi
+@pytest.mark.parametrize("args, message", [
+    (["--gpus", 3], "--gpus 3: this run has 2 rank(s)"),
+    (["--batch", 6, "--batch-gpu", 2], "--batch 6 must be a multiple of --batch-gpu 2 times 2"),
+])
+def test_projected_bad_rank_options_are_one_line(tmp_path, args, message):
+    data = some_faces(tmp_path, 4)
+    cli = os.path.join(ROOT, "cli.py")
+    p = mpiexec(2, cli, *PROJ, "--data", data, "--outdir", "runs", "--kimg", 0.004, *args,
+                cwd=tmp_path, timeout=60)
+    lines = [l for l in p.stderr.strip().splitlines() if not l.startswith("data-parallel on")]
+    assert p.returncode == 1 and len(lines) == 1 and message in lines[0], p.stderr
+    assert not (tmp_path / "runs").exists()

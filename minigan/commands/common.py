@@ -221,6 +221,12 @@ def on_rank0(work):
     return dist.on_rank0(comm, work, USER_ERRORS + (click.ClickException,))
 
 
+def usage_error(message):
+    """A bad option found after the ranks met: a CollectiveError under mpiexec (every rank
+    finds it, rank 0 says it once, no abort), a click.UsageError in one process."""
+    return dist.CollectiveError(message) if dist.active() else click.UsageError(message)
+
+
 def make_trainer(updater, iterator, out, iterations, opts, **kwargs):
     """A Trainer; under mpiexec the models made data-parallel (ranks.prepare) and a
     DistributedTrainer (rank 0 writes, the ranks agree every iteration)."""

@@ -29,7 +29,7 @@ from ..training import TrainingError, snapshots
 from ..visualize import tile, to_uint8
 from . import ranks
 from .common import (Finite, batches, make_trainer, on_rank0, run_trainer, seed_everything,
-                     snapshot_config, user_errors, writes)
+                     snapshot_config, usage_error, user_errors, writes)
 from .fid_log import FIDLog, check_fid_ready
 
 GAN = "lightweight"
@@ -180,7 +180,7 @@ def train(o, results, models_dir, device):
     """Train NAME: continue its latest (or --load-from) checkpoint unless --new."""
     size = o["image_size"]
     if size < 32 or size & (size - 1):
-        raise click.UsageError(f"--image-size {size} must be a power of 2, at least 32")
+        raise usage_error(f"--image-size {size} must be a power of 2, at least 32")
     path, config = on_rank0(lambda: find_checkpoint(o, models_dir))
     seed_everything(o["seed"])
     size = config.size if config else size

@@ -33,7 +33,7 @@ from ..training import TrainingError, snapshots
 from ..visualize import save_image, tile, to_uint8
 from . import ranks
 from .common import (batches, make_trainer, on_rank0, run_trainer, seed_everything,
-                     snapshot_config, user_errors, writes)
+                     snapshot_config, usage_error, user_errors, writes)
 from .fid_log import FIDLog, check_fid_ready
 
 GAN = "projected"
@@ -159,11 +159,11 @@ def projected_command(**o):
     comm = ranks.setup_ranks(o)     # under mpiexec: the communicator, the options check
     k = 1 if comm is None else comm.size
     if o["gpus"] not in (None, k):
-        raise click.UsageError(f"--gpus {o['gpus']}: this run has {k} rank(s) (start K ranks "
+        raise usage_error(f"--gpus {o['gpus']}: this run has {k} rank(s) (start K ranks "
                                f"with mpiexec -n K ... --communicator mpi|nccl)")
     batch_gpu = o["batch_gpu"] or max(1, o["batch"] // k)
     if o["batch"] % (batch_gpu * k):
-        raise click.UsageError(f"--batch {o['batch']} must be a multiple of --batch-gpu "
+        raise usage_error(f"--batch {o['batch']} must be a multiple of --batch-gpu "
                                f"{batch_gpu}" + (f" times {k} ranks" if k > 1 else ""))
     device = backend.Device(o["gpu"])
     path, config, out = on_rank0(lambda: run_folder(o, k))
