@@ -31,8 +31,7 @@ from minigan.commands import ranks as rank_setup
 from minigan.core import config
 from minigan.datasets import BatchIterator, RingDataset, SyntheticFacadeDataset
 from minigan.gans import began, gan, lightweight, pix2pix, projected, wgan_gp
-from minigan.links import Chain, fastgan
-from minigan.models.efficientnet_lite import FrozenConv
+from minigan.links import BatchNormalization, Chain, fastgan
 
 MODULES = {"gan": gan, "pix2pix": pix2pix, "wgan-gp": wgan_gp, "began": began,
            "lightweight": lightweight, "projected": projected}
@@ -172,15 +171,19 @@ def build(kind, b, ranks):
                                              ndf=2), Float64(ds), {}
 
 
-def arrays(models, updater):
+def arrays(models, updater, rank_local=False):
     """name -> array of every parameter and array persistent of the models, the frozen
-    networks and the updater's numeric state."""
+    networks and the updater's numeric state; for the ranks' digest, without the running
+    statistics of batch norms left unsynchronized when rank_local (the ranks' digest): those
+    follow each rank's own batches, by construction."""
     out = {}
     nets = dict(models, **{f"frozen{i}": n for i, n in enumerate(updater.frozen())})
     for name, net in nets.items():
         for path, p in net.namedparams():
             out[f"{name}{path}"] = p.array
         for path, link in net.namedlinks():
+            if rank_local and type(link) is BatchNormalization:
+                continue
             for k in link._persistent:
                 if is_array(getattr(link, k)):
                     out[f"{name}{path}/{k}"] = getattr(link, k)
@@ -230,7 +233,7 @@ def main(kind, mode, batch, steps, out, sync_bn="0", draws="shared"):
     for step in range(steps):
         updater.update(next(it))
         if comm:
-            digests = comm.gather_obj(digest(arrays(models, updater)))
+            digests = comm.gather_obj(digest(arrays(models, updater, rank_local=True)))
             if rank == 0 and len(set(digests)) != 1:
                 print(f"step {step}: the ranks' parameters differ", flush=True)
                 comm.abort(3)

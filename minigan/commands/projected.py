@@ -160,11 +160,11 @@ def projected_command(**o):
     k = 1 if comm is None else comm.size
     if o["gpus"] not in (None, k):
         raise usage_error(f"--gpus {o['gpus']}: this run has {k} rank(s) (start K ranks "
-                               f"with mpiexec -n K ... --communicator mpi|nccl)")
+                          f"with mpiexec -n K ... --communicator mpi|nccl)")
     batch_gpu = o["batch_gpu"] or max(1, o["batch"] // k)
     if o["batch"] % (batch_gpu * k):
         raise usage_error(f"--batch {o['batch']} must be a multiple of --batch-gpu "
-                               f"{batch_gpu}" + (f" times {k} ranks" if k > 1 else ""))
+                          f"{batch_gpu}" + (f" times {k} ranks" if k > 1 else ""))
     device = backend.Device(o["gpu"])
     path, config, out = on_rank0(lambda: run_folder(o, k))
     size = config.size if config else (o["resolution"] or image_size(o["data"]))
@@ -174,9 +174,6 @@ def projected_command(**o):
         config = MODULE.Config.for_data(dataset.shape, ngf=o["cbase"], ndf=o["ndf"],
                                         lite=o["cfg"] == "fastgan_lite", batch=o["batch"],
                                         batch_gpu=batch_gpu)
-    elif config.batch % (config.batch_gpu * k):
-        raise TrainingError(f"--resume: the snapshot's batch {config.batch} in rounds of "
-                            f"{config.batch_gpu} cannot be split over {k} ranks")
     click.echo(f"data: {dataset.describe()}", err=True)
     click.echo(f"output directory: {out}", err=True)
     seed_everything(o["seed"])
@@ -210,6 +207,9 @@ def run_folder(o, k):
     config = snapshot_config(path, MODULE) if path else None
     if config is not None:
         click.echo("--resume: the networks, batch and resolution are the snapshot's", err=True)
+        if config.batch % (config.batch_gpu * k):
+            raise TrainingError(f"--resume: the snapshot's batch {config.batch} in rounds of "
+                                f"{config.batch_gpu} cannot be split over {k} ranks")
     if "fid" in o["metrics"].split(","):
         check_fid_ready(o["data"])
     if path:
