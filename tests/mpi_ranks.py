@@ -173,9 +173,8 @@ def build(kind, b, ranks):
 
 def arrays(models, updater, rank_local=False):
     """name -> array of every parameter and array persistent of the models, the frozen
-    networks and the updater's numeric state; for the ranks' digest, without the running
-    statistics of batch norms left unsynchronized when rank_local (the ranks' digest): those
-    follow each rank's own batches, by construction."""
+    networks and the updater's numeric state; rank_local (the ranks' digest) leaves out the
+    running statistics of unsynchronized batch norms, which follow each rank's own batches."""
     out = {}
     nets = dict(models, **{f"frozen{i}": n for i, n in enumerate(updater.frozen())})
     for name, net in nets.items():
