@@ -34,13 +34,43 @@ class Updater:
     """One iteration of a GAN's algorithm: subclasses define update(batch) -> {name: float}.
 
     It holds the GAN's Config, its models and optimizers ({'gen': ..., 'dis': ...}) and the
-    device they live on (a backend.Device, or an id: -1 for the CPU)."""
+    device they live on (a backend.Device, or an id: -1 for the CPU). Under data parallelism
+    `comm` is the run's communicator (commands/ranks.prepare sets it): what the algorithm
+    computes from a whole batch (BEGAN's k_t, a per-batch augmentation decision) goes through
+    global_mean and shared, so K ranks at b decide as one process at K b."""
+
+    comm = None     # one process: global_mean and shared are the identity
 
     def __init__(self, config, models, optimizers, device=-1):
         self.config, self.models, self.optimizers = config, models, optimizers
         self.device = backend.as_device(device)
         for net in models.values():
             net.to_device(self.device)
+
+    @property
+    def ranks(self):
+        """The number of ranks training together (1 without a communicator)."""
+        return 1 if self.comm is None else self.comm.size
+
+    def global_mean(self, *values):
+        """Floats averaged over the ranks: batch means of equal shards become the mean over the
+        whole global batch (one small all-reduce; the values themselves in one process)."""
+        values = [float(v) for v in values]
+        if self.ranks > 1:
+            values = self.comm.allreduce_obj(values, op="mean")
+        return values if len(values) > 1 else values[0]
+
+    def shared(self, draw):
+        """draw() made on rank 0 and broadcast: a decision about the whole global batch (its
+        random state is rank 0's, which snapshots keep); draw() itself in one process."""
+        if self.ranks == 1:
+            return draw()
+        return self.comm.bcast_obj(draw() if self.comm.rank == 0 else None)
+
+    def frozen(self):
+        """Links outside models that must be the same on every rank (a frozen pretrained
+        network): rank 0's are broadcast when a data-parallel run starts."""
+        return ()
 
     def to_device(self, *arrays):
         """The arrays (a batch, noise drawn on the host) on the training device."""

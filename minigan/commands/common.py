@@ -191,17 +191,56 @@ def resume_folder(ctx, path, out):
     return home
 
 
-def make_iterator(dataset, opts):
-    """The background batch iterator for the training set."""
+def make_iterator(dataset, opts, minibatches=1):
+    """The background batch iterator for the training set: batch-size examples in each of the
+    iteration's minibatches (WGAN-GP's n_critic)."""
     workers = opts["workers"]
     if workers is None:
         workers = 2 if opts["gpu"] >= 0 else 1     # a GPU needs its batches sooner
+    return batches(dataset, opts["batch_size"], minibatches, opts["seed"], workers)
+
+
+def batches(dataset, batch_size, minibatches, seed, workers):
+    """Iterations of `minibatches` minibatches of batch_size examples; under mpiexec -n K this
+    rank's slice of each global minibatch of K * batch_size (so K ranks see, step by step, the
+    examples one process at K * batch_size sees)."""
     comm = dist.active()
-    if comm is not None:    # this rank's slice of every global batch of K * batch-size
-        return ShardIterator(dataset, opts["batch_size"], comm.rank, comm.size, shuffle=True,
-                             seed=opts["seed"], n_workers=workers)
-    return BatchIterator(dataset, opts["batch_size"], shuffle=True, seed=opts["seed"],
+    if comm is not None:
+        return ShardIterator(dataset, batch_size * minibatches, comm.rank, comm.size,
+                             minibatches, shuffle=True, seed=seed, n_workers=workers)
+    return BatchIterator(dataset, batch_size * minibatches, shuffle=True, seed=seed,
                          n_workers=workers)
+
+
+def on_rank0(work):
+    """work() on rank 0 alone under mpiexec (a folder decision, a check of the disk), its
+    result or its one-line error on every rank; work() itself in one process."""
+    comm = dist.active()
+    if comm is None:
+        return work()
+    return dist.on_rank0(comm, work, USER_ERRORS + (click.ClickException,))
+
+
+def usage_error(message):
+    """A bad option found after the ranks met: a CollectiveError under mpiexec (every rank
+    finds it, rank 0 says it once, no abort), a click.UsageError in one process."""
+    return dist.CollectiveError(message) if dist.active() else click.UsageError(message)
+
+
+def make_trainer(updater, iterator, out, iterations, opts, **kwargs):
+    """A Trainer; under mpiexec the models made data-parallel (ranks.prepare) and a
+    DistributedTrainer (rank 0 writes, the ranks agree every iteration)."""
+    comm = dist.active()
+    if comm is None:
+        return Trainer(updater, iterator, out, iterations, **kwargs)
+    ranks.prepare(comm, updater, opts)
+    return dist.DistributedTrainer(updater, iterator, out, iterations, comm, **kwargs)
+
+
+def writes(path):
+    """path on the rank that writes (rank 0, or the only process), None on the others."""
+    comm = dist.active()
+    return path if comm is None or comm.rank == 0 else None
 
 
 def start(ctx, opts):
@@ -231,14 +270,8 @@ def train(gan, opts, updater, iterator, sample, out, resume_path):
     kwargs = dict(log_interval=opts["log_interval"], snapshot_interval=opts["snapshot_interval"],
                   keep_snapshots=opts["keep"], sample_interval=opts["sample_interval"],
                   sample=sample, meta=meta, seed=opts["seed"])
-    comm = dist.active()
-    if comm is None:
-        trainer = Trainer(updater, iterator, out, iterations, **kwargs)
-    else:
-        ranks.prepare(comm, updater, opts)
-        trainer = dist.DistributedTrainer(updater, iterator, out, iterations, comm, **kwargs)
-    options = os.path.join(out, "options.json") if comm is None or comm.rank == 0 else None
-    run_trainer(trainer, iterator, resume_path, options, opts,
+    trainer = make_trainer(updater, iterator, out, iterations, opts, **kwargs)
+    run_trainer(trainer, iterator, resume_path, writes(os.path.join(out, "options.json")), opts,
                 lambda t: f"resuming {resume_path} at iteration {t.iteration}",
                 f"results in {out}")
 

@@ -14,6 +14,10 @@ Training a NAME that exists continues it; --new moves the old folders aside (nev
 grids, the --generate images and the interpolation frames as PNG ({n}.png, {n}-ema.png) with
 alpha; the GIF is composited onto white, as his; FID sees the samples composited onto white, as
 it reads the real images (metrics.read_image).
+
+Data-parallel: `mpiexec -n K python cli.py lightweight ... --communicator mpi|nccl [--sync-bn]
+[--gpu auto]`; --batch-size is per rank and per accumulation step, rank 0 writes results/ and
+models/, and every rank computes its shard of each accumulation step (commands/ranks.py).
 """
 import datetime
 import math
@@ -27,12 +31,14 @@ from tqdm.auto import tqdm
 
 from .. import backend
 from ..augment import parse_types
-from ..datasets import BatchIterator, DatasetError, ImageFolderDataset
+from ..datasets import DatasetError, ImageFolderDataset
 from ..datasets.image_folder import on_white as image_on_white
 from ..gans import REGISTRY, load, snapshot_meta
-from ..training import Trainer, TrainingError, snapshots
+from ..training import TrainingError, snapshots
 from ..visualize import tile, to_uint8
-from .common import Finite, run_trainer, seed_everything, snapshot_config, user_errors
+from . import ranks
+from .common import (Finite, batches, make_trainer, on_rank0, run_trainer, seed_everything,
+                     snapshot_config, usage_error, user_errors, writes)
 from .fid_log import FIDLog, check_fid_ready
 
 GAN = "lightweight"
@@ -204,23 +210,37 @@ def move_aside(folder):
     return f"{folder}-old-{k}"
 
 
-def train(o, results, models_dir, device):
-    """Train NAME: continue its latest (or --load-from) checkpoint unless --new."""
-    path, n = (None, None) if o["new"] else checkpoint(models_dir, o["load_from"])
-    size = o["image_size"]
-    if size < 32 or size & (size - 1):
-        raise click.UsageError(f"--image-size {size} must be a power of 2, at least 32")
-    seed_everything(o["seed"])
-    config = snapshot_config(path, MODULE) if path else None
-    size = config.size if config else size
-    channels = config.channels if config else 4 if o["transparent"] else 1 if o["greyscale"] else 3
+def find_checkpoint(o, models_dir):
+    """(path, its Config) of the checkpoint to continue, or (None, None); the checks of the
+    disk before any work (under mpiexec run on rank 0, which writes)."""
+    path, _ = (None, None) if o["new"] else checkpoint(models_dir, o["load_from"])
     if not os.path.isdir(o["data"]):
         raise DatasetError(f"--data {o['data']}: no such folder")
+    if o["calculate_fid_every"]:
+        check_fid_ready(o["data"])
+    return path, snapshot_config(path, MODULE) if path else None
+
+
+def move_old(o, results, models_dir):
+    """--new: the earlier folders of NAME moved aside."""
+    if o["new"]:
+        for folder in (results, models_dir):
+            if os.path.exists(folder):
+                click.echo(f"--new: moved the earlier {folder} to {move_aside(folder)}", err=True)
+
+
+def train(o, results, models_dir, device):
+    """Train NAME: continue its latest (or --load-from) checkpoint unless --new."""
+    size = o["image_size"]
+    if size < 32 or size & (size - 1):
+        raise usage_error(f"--image-size {size} must be a power of 2, at least 32")
+    path, config = on_rank0(lambda: find_checkpoint(o, models_dir))
+    seed_everything(o["seed"])
+    size = config.size if config else size
+    channels = config.channels if config else 4 if o["transparent"] else 1 if o["greyscale"] else 3
     dataset = ImageFolderDataset(o["data"], size=size, channels=channels,
                                  flip=o["dataset_aug_prob"] > 0)
     fid_every = o["calculate_fid_every"]
-    if fid_every:
-        check_fid_ready(o["data"])
     if config is None:
         aug_prob = o["aug_prob"]
         if aug_prob is None:        # lucidrains' rule for small datasets
@@ -232,28 +252,25 @@ def train(o, results, models_dir, device):
             gradient_accumulate_every=o["gradient_accumulate_every"],
             disc_output_size=o["disc_output_size"], fmap_max=o["fmap_max"], n_z=o["latent_dim"])
     click.echo(f"data: {dataset.describe()}", err=True)
-    if o["new"]:
-        for folder in (results, models_dir):
-            if os.path.exists(folder):
-                click.echo(f"--new: moved the earlier {folder} to {move_aside(folder)}", err=True)
+    on_rank0(lambda: move_old(o, results, models_dir))
     models, optimizers = MODULE.build(config)
     updater = MODULE.Updater(config, models, optimizers, device)
-    iterator = BatchIterator(dataset, o["batch_size"] * config.minibatches(), shuffle=True,
-                             seed=o["seed"], n_workers=o["workers"])
+    iterator = batches(dataset, o["batch_size"], config.minibatches(), o["seed"], o["workers"])
     every = o["save_every"]
-    trainer = Trainer(updater, iterator, results, o["num_train_steps"],
-                      log_interval=o["log_every"], snapshot_interval=every,
-                      sample_interval=math.gcd(o["evaluate_every"], fid_every or 0) or
-                      o["evaluate_every"],
-                      sample=sampler(results, config, o["seed"], o["num_image_tiles"],
-                                     o["evaluate_every"], o["num_train_steps"],
-                                     fid_every=fid_every, fid=FIDLog(
-                                         o["data"], results, o["calculate_fid_num_images"],
-                                         device) if fid_every else None),
-                      meta=snapshot_meta(GAN, config, o), seed=o["seed"], keep_snapshots=10 ** 9,
-                      snapshot_dir=models_dir, snapshot_glob="model_*.h5",
-                      snapshot_name=lambda step: f"model_{math.ceil(step / every)}.h5")
-    run_trainer(trainer, iterator, path, os.path.join(models_dir, "config.json"),
+    trainer = make_trainer(updater, iterator, results, o["num_train_steps"], o,
+                           log_interval=o["log_every"], snapshot_interval=every,
+                           sample_interval=math.gcd(o["evaluate_every"], fid_every or 0) or
+                           o["evaluate_every"],
+                           sample=sampler(results, config, o["seed"], o["num_image_tiles"],
+                                          o["evaluate_every"], o["num_train_steps"],
+                                          fid_every=fid_every, fid=FIDLog(
+                                              o["data"], results, o["calculate_fid_num_images"],
+                                              device) if fid_every else None),
+                           meta=snapshot_meta(GAN, config, o), seed=o["seed"],
+                           keep_snapshots=10 ** 9,
+                           snapshot_dir=models_dir, snapshot_glob="model_*.h5",
+                           snapshot_name=lambda step: f"model_{math.ceil(step / every)}.h5")
+    run_trainer(trainer, iterator, path, writes(os.path.join(models_dir, "config.json")),
                 {"config": config.to_dict(), "options": o},
                 lambda t: f"continuing from {path} (step {t.iteration})",
                 f"results in {results}, models in {models_dir}")
@@ -306,7 +323,12 @@ def train(o, results, models_dir, device):
 @option("show_progress", is_flag=True, help="Render the same latents through every checkpoint "
         "into results/NAME-progress/, then exit.")
 @option("seed", type=click.IntRange(0), default=42, show_default=True)
-@option("gpu", type=int, default=-1, show_default=True, help="CUDA device; -1: the CPU.")
+@option("gpu", type=ranks.GpuId(), default=-1, show_default=True,
+        help="CUDA device; -1: the CPU; auto: the rank's local GPU (under mpiexec).")
+@option("communicator", type=click.Choice(ranks.distributed.COMMUNICATORS), default=None,
+        help="Data-parallel training under mpiexec -n K: mpi or nccl; --batch-size is per rank.")
+@option("sync_bn", is_flag=True,
+        help="With --communicator: batch norm statistics over all ranks' batches.")
 @option("log_every", type=click.IntRange(1), default=50, show_default=True,
         help="minigan: a log.jsonl line every N steps.")
 @option("workers", type=click.IntRange(0), default=1, show_default=True,
@@ -324,6 +346,11 @@ def lightweight_command(**o):
         parse_types(o["aug_types"])
     except ValueError as e:
         raise click.UsageError(f"--aug-types: {e}") from None
+    one_process = o["generate"] or o["generate_interpolation"] or o["show_progress"]
+    if one_process and o["communicator"]:
+        raise click.UsageError("--generate, --generate-interpolation and --show-progress run in "
+                               "one process: drop --communicator")
+    ranks.setup_ranks(o)        # under mpiexec: the communicator, the options check, --gpu auto
     device = backend.Device(o["gpu"])
     results = os.path.join(o["results_dir"], o["name"])
     models_dir = os.path.join(o["models_dir"], o["name"])

@@ -9,7 +9,12 @@ Layout as projected-gan's: OUTDIR/NNNNN-CFG-DATA-gpus1-batchB[-DESC]/ with fakes
 thousands of images shown; minigan adds log.jsonl, loss.png, and with --metrics fid fid.jsonl and
 fid.png. A snapshot holds the full state (G, D, G_ema, optimizers, data order, random state), so
 --resume continues exactly in the snapshot's folder. --batch-gpu splits a batch into rounds whose
-gradients add up (gradient accumulation; one device here).
+gradients add up (gradient accumulation).
+
+Data-parallel as projected-gan's --gpus: `mpiexec -n K python cli.py projected ...
+--communicator mpi|nccl [--sync-bn] [--gpu auto]`; --batch stays the total over the K ranks
+(each rank takes --batch / K images per iteration in rounds of --batch-gpu), the run folder says
+gpusK, and rank 0 writes it.
 """
 import math
 import os
@@ -20,13 +25,15 @@ import numpy
 from PIL import Image
 
 from .. import backend
-from ..datasets import BatchIterator, DatasetError, ImageFolderDataset
+from ..datasets import DatasetError, ImageFolderDataset
 from ..datasets.image_folder import list_images
 from ..folders import writable_folder
 from ..gans import REGISTRY, snapshot_meta
-from ..training import Trainer, TrainingError, snapshots
+from ..training import TrainingError, snapshots
 from ..visualize import save_image, tile, to_uint8
-from .common import run_trainer, seed_everything, snapshot_config, user_errors
+from . import ranks
+from .common import (batches, make_trainer, on_rank0, run_trainer, seed_everything,
+                     snapshot_config, usage_error, user_errors, writes)
 from .fid_log import FIDLog, check_fid_ready
 
 GAN = "projected"
@@ -104,8 +111,9 @@ def sampler(out, config, seed, fid):
 @click.option("--cfg", type=click.Choice(["fastgan", "fastgan_lite"]), default="fastgan_lite",
               show_default=True, help="Base configuration (the G's up-blocks).")
 @click.option("--data", required=True, metavar="DIR", help="Folder of training images.")
-@click.option("--gpus", type=click.IntRange(1, 1), default=1, show_default=True,
-              help="Only 1 (minigan: --gpu picks the device).")
+@click.option("--gpus", type=click.IntRange(1), default=None,
+              help="GPUs (ranks) [default: 1, or K under mpiexec -n K with --communicator; "
+                   "minigan: --gpu picks the device].")
 @click.option("--batch", type=click.IntRange(1), default=64, show_default=True,
               help="Total batch size.")
 @click.option("--batch-gpu", type=click.IntRange(1), default=None,
@@ -132,9 +140,15 @@ def sampler(out, config, seed, fid):
 @click.option("--snap", type=click.IntRange(1), default=50, show_default=True,
               help="Snapshots, samples and metrics every this many ticks.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
-@click.option("--gpu", type=int, default=-1, show_default=True, help="CUDA device; -1: the CPU.")
+@click.option("--gpu", type=ranks.GpuId(), default=-1, show_default=True,
+              help="CUDA device; -1: the CPU; auto: the rank's local GPU (under mpiexec).")
 @click.option("--workers", type=click.IntRange(0), default=1, show_default=True,
               help="Threads preparing batches.")
+@click.option("--communicator", type=click.Choice(ranks.distributed.COMMUNICATORS),
+              default=None, help="Data-parallel training under mpiexec -n K: mpi or nccl "
+                                 "(--batch is the total over the ranks).")
+@click.option("--sync-bn", is_flag=True,
+              help="With --communicator: batch norm statistics over all ranks' rounds.")
 @user_errors
 def projected_command(**o):
     """Train ProjectedGAN with projected-gan's train.py flags."""
@@ -142,49 +156,66 @@ def projected_command(**o):
     bad = [m for m in metric_names if m not in METRICS]
     if bad:
         raise click.UsageError(f"--metrics {','.join(bad)}: minigan computes fid or none")
-    batch_gpu = o["batch_gpu"] or o["batch"]
-    if o["batch"] % batch_gpu:
-        raise click.UsageError(f"--batch {o['batch']} must be a multiple of --batch-gpu "
-                               f"{batch_gpu}")
-    if not os.path.isdir(o["data"]):
-        raise DatasetError(f"--data {o['data']}: no such folder")
+    comm = ranks.setup_ranks(o)     # under mpiexec: the communicator, the options check
+    k = 1 if comm is None else comm.size
+    if o["gpus"] not in (None, k):
+        raise usage_error(f"--gpus {o['gpus']}: this run has {k} rank(s) (start K ranks "
+                          f"with mpiexec -n K ... --communicator mpi|nccl)")
+    batch_gpu = o["batch_gpu"] or max(1, o["batch"] // k)
+    if o["batch"] % (batch_gpu * k):
+        raise usage_error(f"--batch {o['batch']} must be a multiple of --batch-gpu "
+                          f"{batch_gpu}" + (f" times {k} ranks" if k > 1 else ""))
     device = backend.Device(o["gpu"])
-    path = resume_path(o["resume"]) if o["resume"] else None
-    config = snapshot_config(path, MODULE) if path else None
-    if config is not None:
-        click.echo("--resume: the networks, batch and resolution are the snapshot's", err=True)
+    path, config, out = on_rank0(lambda: run_folder(o, k))
     size = config.size if config else (o["resolution"] or image_size(o["data"]))
     dataset = ImageFolderDataset(o["data"], size=size, flip=o["mirror"])
     fid = "fid" in metric_names
-    if fid:
-        check_fid_ready(o["data"])
     if config is None:
         config = MODULE.Config.for_data(dataset.shape, ngf=o["cbase"], ndf=o["ndf"],
                                         lite=o["cfg"] == "fastgan_lite", batch=o["batch"],
                                         batch_gpu=batch_gpu)
-    out = os.path.dirname(os.path.abspath(path)) if path else None
-    if out is None:
-        writable_folder(o["outdir"], "--outdir")
-        name = os.path.basename(os.path.normpath(o["data"]))
-        desc = f"{o['cfg']}-{name}-gpus1-batch{config.batch}" + (f"-{o['desc']}" if o["desc"]
-                                                                 else "")
-        out = run_dir(o["outdir"], desc)
     click.echo(f"data: {dataset.describe()}", err=True)
     click.echo(f"output directory: {out}", err=True)
     seed_everything(o["seed"])
     models, optimizers = MODULE.build(config)
     updater = MODULE.Updater(config, models, optimizers, device)
-    iterator = BatchIterator(dataset, config.batch, shuffle=True, seed=o["seed"],
-                             n_workers=o["workers"])
+    per_rank = config.batch // k          # in rounds of batch_gpu
+    iterator = batches(dataset, config.batch_gpu, per_rank // config.batch_gpu, o["seed"],
+                       o["workers"])
     tick = max(1, round(o["tick"] * 1000 / config.batch))             # iterations
     every = tick * o["snap"]
     log = FIDLog(o["data"], out, o["fid_images"], device) if fid else None
-    trainer = Trainer(updater, iterator, out, math.ceil(o["kimg"] * 1000 / config.batch),
-                      log_interval=tick, snapshot_interval=every, sample_interval=every,
-                      sample=sampler(out, config, o["seed"], log),
-                      meta=snapshot_meta(GAN, config, {**o, "data": os.path.abspath(o["data"])}),
-                      seed=o["seed"], keep_snapshots=10 ** 9, snapshot_glob=GLOB,
-                      snapshot_name=lambda it: f"network-snapshot-{kimg_of(it, config.batch):06d}.h5")
-    run_trainer(trainer, iterator, path, os.path.join(out, "training_options.json"),
+    trainer = make_trainer(updater, iterator, out, math.ceil(o["kimg"] * 1000 / config.batch),
+                           o, log_interval=tick, snapshot_interval=every, sample_interval=every,
+                           sample=sampler(out, config, o["seed"], log),
+                           meta=snapshot_meta(GAN, config, {**o,
+                                                            "data": os.path.abspath(o["data"])}),
+                           seed=o["seed"], keep_snapshots=10 ** 9, snapshot_glob=GLOB,
+                           snapshot_name=lambda it: f"network-snapshot-"
+                                                    f"{kimg_of(it, config.batch):06d}.h5")
+    run_trainer(trainer, iterator, path, writes(os.path.join(out, "training_options.json")),
                 {"config": config.to_dict(), "options": o},
                 lambda t: f"resuming {path} at kimg {updater.nimg / 1000:.1f}", f"results in {out}")
+
+
+def run_folder(o, k):
+    """(snapshot to resume or None, its Config or None, the run folder): the checks of the disk
+    and the folder's name (OUTDIR/NNNNN-...-gpusK-...), decided once (on rank 0 under mpiexec)."""
+    if not os.path.isdir(o["data"]):
+        raise DatasetError(f"--data {o['data']}: no such folder")
+    path = resume_path(o["resume"]) if o["resume"] else None
+    config = snapshot_config(path, MODULE) if path else None
+    if config is not None:
+        click.echo("--resume: the networks, batch and resolution are the snapshot's", err=True)
+        if config.batch % (config.batch_gpu * k):
+            raise TrainingError(f"--resume: the snapshot's batch {config.batch} in rounds of "
+                                f"{config.batch_gpu} cannot be split over {k} ranks")
+    if "fid" in o["metrics"].split(","):
+        check_fid_ready(o["data"])
+    if path:
+        return path, config, os.path.dirname(os.path.abspath(path))
+    writable_folder(o["outdir"], "--outdir")
+    name = os.path.basename(os.path.normpath(o["data"]))
+    desc = f"{o['cfg']}-{name}-gpus{k}-batch{o['batch']}" + (f"-{o['desc']}" if o["desc"]
+                                                            else "")
+    return None, None, run_dir(o["outdir"], desc)

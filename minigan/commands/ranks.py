@@ -120,12 +120,16 @@ def auto_gpu(comm):
 
 
 def prepare(comm, updater, opts):
-    """The models made data-parallel: rank 0's weights everywhere, gradients averaged before
-    every update, synchronized batch norm if asked; then each rank its own random stream."""
+    """The models made data-parallel: rank 0's weights everywhere (and its frozen networks),
+    gradients averaged before every update, synchronized batch norm if asked, the updater told
+    its communicator; then each rank its own random stream."""
+    updater.comm = comm
     for net in updater.models.values():
         if opts.get("sync_bn"):
             distributed.convert_sync_batchnorm(net, comm)
         comm.bcast_data(net)        # initialization is shared: rank 0's
+    for net in updater.frozen():    # e.g. ProjectedGAN's feature network: rank 0's file
+        comm.bcast_data(net)
     for opt in updater.optimizers.values():
         distributed.create_multi_node_optimizer(opt, comm)
     numpy.random.seed(distributed.rank_seed(opts["seed"], comm.rank))    # noise, dropout

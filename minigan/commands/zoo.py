@@ -154,9 +154,8 @@ def run(ctx, name, opts):
     except ValueError as e:                     # e.g. an image size the networks cannot take
         raise click.UsageError(str(e)) from None
     updater = module.Updater(config, models, optimizers, device)
-    per_iteration = {**opts, "batch_size": opts["batch_size"] * config.minibatches()}
     n_samples = 1000 if len(dataset.shape) == 1 else 64
-    train(name, opts, updater, make_iterator(dataset, per_iteration),
+    train(name, opts, updater, make_iterator(dataset, opts, config.minibatches()),
           sampler(module, config, opts["seed"], n_samples), out, resume_path)
 
 

@@ -44,9 +44,11 @@ def epoch_order(n, seed, epoch, shuffle=True):
 
 
 def make_batch(dataset, indices, seed, epoch, start):
-    """Stack the examples at indices (positions start, start+1, ... of the epoch) into arrays."""
-    examples = [dataset.get_example(int(i), ExampleRNG(seed, (1, epoch, start + j)))
-                for j, i in enumerate(indices)]
+    """Stack the examples at indices into arrays; start: their positions in the epoch (an int
+    for start, start+1, ..., or one position per example), which key their augmentation rngs."""
+    positions = range(start, start + len(indices)) if numpy.ndim(start) == 0 else start
+    examples = [dataset.get_example(int(i), ExampleRNG(seed, (1, epoch, int(k))))
+                for i, k in zip(indices, positions)]
     return tuple(numpy.stack(column) for column in zip(*examples))
 
 

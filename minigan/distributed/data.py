@@ -6,6 +6,12 @@ order[i K b:(i + 1) K b], and rank r takes its r-th slice of b: the shards are d
 change every epoch, and together are exactly the batch of one process at K b. Each example's
 augmentation rng is keyed by its position in the epoch, as in one process, so the ranks' crops
 and flips differ from one another and equal those of the single-process run.
+
+An iteration that consumes n minibatches (WGAN-GP's n_critic critic steps, Lightweight GAN's
+gradient accumulation, ProjectedGAN's rounds) gets a batch of n b examples per rank, and the
+slicing is per minibatch: global minibatch t of the iteration is the one-process minibatch t
+at K b (order[i n K b + t K b:][:K b]), and rank r's minibatch t is its r-th slice of b. So each
+critic step / accumulation step of K ranks sees exactly the examples of the same step at K b.
 """
 import numpy
 
@@ -23,20 +29,30 @@ def rank_seed(seed, rank):
 class ShardIterator(BatchIterator):
     """BatchIterator over rank's slice of each global batch of ranks * batch_size examples."""
 
-    def __init__(self, dataset, batch_size, rank, ranks, **kwargs):
-        self.rank, self.ranks = rank, ranks
+    def __init__(self, dataset, batch_size, rank, ranks, minibatches=1, **kwargs):
+        """batch_size: this rank's examples per iteration, minibatches of batch_size / n."""
+        if batch_size % minibatches:
+            raise ValueError(f"batch_size {batch_size} is not {minibatches} minibatches")
+        self.rank, self.ranks, self.minibatches = rank, ranks, minibatches
         super().__init__(dataset, batch_size, **kwargs)
         self.batches_per_epoch = self.size // (batch_size * ranks)
         if self.batches_per_epoch == 0:
             raise DatasetError(f"the dataset has {self.size} examples, fewer than one batch of "
                                f"{batch_size} on each of {ranks} ranks")
 
+    def positions(self, batch):
+        """This rank's positions in the epoch for iteration `batch` (see the module docstring)."""
+        b = self.batch_size // self.minibatches                 # per rank and minibatch
+        first = batch * self.ranks * self.batch_size + self.rank * b
+        return (first + numpy.arange(self.minibatches)[:, None] * self.ranks * b +
+                numpy.arange(b)[None]).reshape(-1)
+
     def _task(self, epoch, batch):
-        start = (batch * self.ranks + self.rank) * self.batch_size     # position in the epoch
-        return (self.dataset, self._order(epoch)[start:start + self.batch_size], self.seed,
-                epoch, start)
+        where = self.positions(batch)
+        return self.dataset, self._order(epoch)[where], self.seed, epoch, where
 
 
-def scatter_dataset(dataset, comm, batch_size, seed=0, **kwargs):
+def scatter_dataset(dataset, comm, batch_size, seed=0, minibatches=1, **kwargs):
     """ChainerMN's scatter_dataset, as the iterator over this rank's shard (see above)."""
-    return ShardIterator(dataset, batch_size, comm.rank, comm.size, seed=seed, **kwargs)
+    return ShardIterator(dataset, batch_size, comm.rank, comm.size, minibatches, seed=seed,
+                         **kwargs)

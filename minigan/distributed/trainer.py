@@ -1,11 +1,13 @@
 """The Trainer on K ranks: rank 0 writes, every rank decides alike, a failing rank ends the job.
 
 - Rank 0 alone writes the log, samples, plots and snapshots; the other ranks' progress output
-  goes nowhere. Every iteration one small all-reduce averages the logged scalars and the
-  updater's float state (BEGAN's k_t: each rank's k moves by lambda_k (gamma L(x) - L(G(z))) of
-  its own batch, and the mean of those moves is the one-process move at K b, clipping aside),
-  and ORs the stop request (Ctrl-C reaches the ranks at different moments): so a non-finite
-  loss, a rollback, a snapshot and a stop happen at the same iteration on every rank.
+  goes nowhere. Every iteration one small all-reduce averages the logged scalars and ORs the
+  stop request (Ctrl-C reaches the ranks at different moments): so a non-finite loss, a
+  rollback, a snapshot and a stop happen at the same iteration on every rank. The updater's
+  own state is agreed inside update() (Updater.global_mean, Updater.shared): BEGAN's k_t moves
+  by the global batch's mean losses, so it equals the one-process k_t at K b even where the
+  clip to [0, 1] acts (averaging the ranks' clipped k afterwards would not), and stays bitwise
+  equal on every rank.
 - A snapshot holds every rank's NumPy random state (gathered to rank 0), since each rank draws
   its own noise and dropout; a resume is read by rank 0 alone (the others need not see its
   disk) and broadcast: parameters, optimizer state, updater and iterator state, and each
@@ -73,15 +75,10 @@ class DistributedTrainer(Trainer):
 
     # -- agreement every iteration -----------------------------------------------------------
     def _agree(self, scalars):
-        state = self.updater.state_dict()
-        floats = {k: v for k, v in state.items() if isinstance(v, float)}
-        values = list(scalars.values()) + list(floats.values()) + [float(self._stop_requested)]
+        values = list(scalars.values()) + [float(self._stop_requested)]
         mean = self.comm.allreduce_obj(values, op="mean")
-        n = len(scalars)
-        if floats:
-            self.updater.load_state_dict({**state, **dict(zip(floats, mean[n:-1]))})
         self._stop_requested = mean[-1] > 0
-        return dict(zip(scalars, mean[:n]))
+        return dict(zip(scalars, mean[:-1]))
 
     # -- rank 0 writes -----------------------------------------------------------------------
     def _write_log(self, *args):

@@ -231,7 +231,10 @@ class Updater(training.Updater):
         loss_D.backward(inputs=D.params())                      # stops at G(z)
         self.optimizers["dis"].update()
 
-        L_x, L_Gz = float(L_x.array), float(L_Gz.array)
+        # the controller reads the batch-mean losses of the whole global batch (the mean of
+        # the ranks' means): averaging each rank's clipped k instead would differ wherever the
+        # clip acts, e.g. at k_0 = 0 when one rank's move is negative and another's positive
+        L_x, L_Gz = self.global_mean(L_x.array, L_Gz.array)
         k_used = self.k
         self.k = update_k(self.k, L_x, L_Gz, c.gamma, c.lambda_k)
         return {"k": k_used, "M_global": convergence(L_x, L_Gz, c.gamma), "L_x": L_x,

@@ -256,12 +256,14 @@ def gradient_penalty(outputs, inputs, weight):
     return weight * F.mean(F.sum(g * g, axis=1))
 
 
-def augment(c, x):
+def augment(c, x, coin=numpy.random.uniform):
     """lucidrains' AugWrapper: with probability aug_prob per batch, a horizontal flip of the
-    whole batch with probability 1/2, then aug_types (DiffAugment runs and offsets, in order)."""
-    if not (c.aug_prob > 0 and numpy.random.uniform() < c.aug_prob):
+    whole batch with probability 1/2, then aug_types (DiffAugment runs and offsets, in order).
+    coin() draws the two per-batch decisions (the Updater's are shared by all ranks: one global
+    batch); the augmentations draw each image's own parameters."""
+    if not (c.aug_prob > 0 and coin() < c.aug_prob):
         return x
-    if numpy.random.uniform() >= 0.5:
+    if coin() >= 0.5:
         x = F.get_item(x, (slice(None), slice(None), slice(None), slice(None, None, -1)))
     return augment_types(x, c.aug_types)
 
@@ -283,13 +285,22 @@ def generate(G, z, rng=None):
 
 
 class Updater(training.Updater):
-    """lucidrains' Trainer.train step: D (hinge + recon (+ penalty)), G, then the EMA."""
+    """lucidrains' Trainer.train step: D (hinge + recon (+ penalty)), G, then the EMA.
+
+    On K ranks each accumulation step is one global minibatch of K m images: the per-batch
+    draws (augment or not, flip or not, the reconstructed quadrant) are rank 0's, shared; the
+    gradients are all-reduced once per optimizer step, after the accumulated backward passes
+    (the multi-node optimizer's hook); G and so its EMA stay equal on every rank."""
 
     def __init__(self, config, models, optimizers, device=-1):
         super().__init__(config, models, optimizers, device)
         self.ema = ExponentialMovingAverage(models["gen"], config.ema_beta)
         self.ema.avg = models["gen_ema"]
         self.step, self.last_penalty = 0, 0.0
+
+    def coin(self):
+        """A uniform draw in [0, 1) for a decision about the whole (global) batch."""
+        return self.shared(numpy.random.uniform)
 
     def state_dict(self):
         return {"step": self.step, "last_penalty": self.last_penalty}
@@ -304,16 +315,17 @@ class Updater(training.Updater):
         m = len(x_all) // acc
         penalize = c.gp_every > 0 and self.step % c.gp_every == 0
         sums = {"loss/dis": 0.0, "loss/dis_small": 0.0, "loss/recon": 0.0, "loss/gen": 0.0}
+        aug = lambda x: augment(c, x, self.coin)
         D.cleargrads()
         for t in range(acc):
             x_real = Variable(x_all[t * m:(t + 1) * m])                 # (m, C, S, S)
             with no_backprop_mode():
-                x_fake = augment(c, Variable(G(self.to_device(sample_z(c, m))).array))
+                x_fake = aug(Variable(G(self.to_device(sample_z(c, m))).array))
             x_fake = Variable(x_fake.array)             # D's input: the penalty's other point
             y_fake, ys_fake, _, _ = D(x_fake)
-            x_in = augment(c, x_real)
+            x_in = aug(x_real)
             y_real, ys_real, f8, f16 = D(x_in)
-            quadrant = divmod(int(numpy.random.randint(4)), 2)
+            quadrant = divmod(self.shared(lambda: int(numpy.random.randint(4))), 2)
             recon = loss_reconstruction(D, x_in, f8, f16, quadrant, c.recon_loss)
             divergence = loss_discriminator(y_real, y_fake)
             divergence_small = loss_discriminator(ys_real, ys_fake)
@@ -322,7 +334,7 @@ class Updater(training.Updater):
                 penalty = gradient_penalty([y_real, ys_real, y_fake, ys_fake], [x_real, x_fake],
                                            c.gp_weight)
                 loss = loss + penalty
-                self.last_penalty = float(penalty.array)
+                self.last_penalty = self.global_mean(penalty.array)
             (loss / acc).backward(inputs=D.params())
             sums["loss/dis"] += float(divergence.array) / acc
             sums["loss/dis_small"] += float(divergence_small.array) / acc
@@ -331,7 +343,7 @@ class Updater(training.Updater):
 
         G.cleargrads()
         for t in range(acc):
-            y_fake, ys_fake, _, _ = D(augment(c, G(self.to_device(sample_z(c, m)))))
+            y_fake, ys_fake, _, _ = D(aug(G(self.to_device(sample_z(c, m)))))
             loss_G = loss_generator(y_fake) + loss_generator(ys_fake)
             (loss_G / acc).backward(inputs=G.params())
             sums["loss/gen"] += float(loss_generator(y_fake).array) / acc

@@ -236,13 +236,16 @@ class Discriminator(L.Chain):
         # the frozen network is not a child: it is the package's weights, not saved in snapshots
         object.__setattr__(self, "_features", features)
 
+    def feature_network(self):
+        """The frozen network whose taps D reads: the one given, else EfficientNet-lite0."""
+        if self._features is not None:
+            return self._features
+        from ..models.efficientnet_lite import efficientnet_lite0
+        return efficientnet_lite0(self.device)
+
     def taps(self, x):
         """EfficientNet-lite0's four maps of x (at 224 px when interp224)."""
-        net = self._features
-        if net is None:
-            from ..models.efficientnet_lite import efficientnet_lite0
-            net = efficientnet_lite0(self.device)
-        return net.taps(x, resize=self.interp224)
+        return self.feature_network().taps(x, resize=self.interp224)
 
     def head(self, taps):
         """The logits from the four taps: projections, then one discriminator per scale."""
@@ -302,13 +305,23 @@ def ema_beta(c, nimg):
 
 
 class Updater(training.Updater):
-    """training_loop.py's iteration: the G phase, the D phase (fake, then real), the EMA."""
+    """training_loop.py's iteration: the G phase, the D phase (fake, then real), the EMA.
+
+    On K ranks (training_loop.py's num_gpus) each rank takes batch / K images per iteration in
+    rounds of batch_gpu; the round gradients add up on each rank and are averaged over the
+    ranks (the multi-node optimizer's hook), as the official code does: K ranks at batch_gpu m
+    equal one process at batch_gpu K m, the same batch. The EMA counts the images of all ranks.
+    The frozen parts are equal everywhere: the random projections are persistents (broadcast
+    with D) and the feature network is broadcast from rank 0 (frozen())."""
 
     def __init__(self, config, models, optimizers, device=-1):
         super().__init__(config, models, optimizers, device)
         self.ema = ExponentialMovingAverage(models["gen"])
         self.ema.avg = models["gen_ema"]
         self.nimg = 0
+
+    def frozen(self):
+        return (self.models["dis"].feature_network(),)
 
     def state_dict(self):
         return {"nimg": self.nimg}
@@ -348,5 +361,5 @@ class Updater(training.Updater):
         # G_ema <- lerp(G, G_ema, beta) at the images seen before this step; buffers copied
         self.ema.decay = ema_beta(c, self.nimg)
         self.ema.update()
-        self.nimg += len(x_all)
+        self.nimg += len(x_all) * self.ranks                          # images of all ranks
         return sums

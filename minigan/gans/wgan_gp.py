@@ -156,6 +156,11 @@ def gradient_penalty(D, x_hat, lam):
     return lam * F.mean((norm - 1.0) ** 2), norm
 
 
+def sample_eps(m, ndim, rng=numpy.random):
+    """eps ~ U(0, 1) per sample, float32 (m, 1, ..., 1): where x_hat lies between x and G(z)."""
+    return rng.uniform(size=(m,) + (1,) * (ndim - 1)).astype(numpy.float32)
+
+
 def loss_critic(y_real, y_fake, penalty):
     """L = E[D(x_fake)] - E[D(x_real)] + penalty: minus the Wasserstein estimate, penalized."""
     return F.mean(y_fake) - F.mean(y_real) + penalty
@@ -187,8 +192,7 @@ class Updater(training.Updater):
             x_real = x_all[t * m:(t + 1) * m]                   # (m, *x_shape)
             with no_backprop_mode():
                 x_fake = G(self.to_device(sample_z(c, m))).array
-            eps = numpy.random.uniform(size=(m,) + (1,) * (x_real.ndim - 1))
-            eps = self.to_device(eps.astype(numpy.float32))     # (m, 1, ..., 1)
+            eps = self.to_device(sample_eps(m, x_real.ndim))    # (m, 1, ..., 1)
             x_hat = minigan.Variable(eps * x_real + (1 - eps) * x_fake)
             penalty, norm = gradient_penalty(D, x_hat, c.lam)
             y_real, y_fake = D(x_real), D(x_fake)               # (m, 1) scores
