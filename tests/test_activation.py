@@ -85,3 +85,39 @@ def test_leaky_relu_float32_is_exact(slope):
     assert y.dtype == v.grad.dtype == numpy.float32
     numpy.testing.assert_array_equal(y.array, numpy.where(x >= 0, x, x * s))
     numpy.testing.assert_array_equal(v.grad.array, numpy.where(x >= 0, gy, gy * s))
+
+
+# -- the compiled loops (minigan[jit]) against the NumPy passes -----------------------------------
+
+@pytest.mark.skipif(minigan.functions.jit.numba is None, reason="numba is not installed "
+                    "(minigan[jit])")
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")   # inf * 0 in both paths
+def test_jit_activations_equal_numpy_passes(dtype, threads, monkeypatch):
+    """relu's and leaky relu's compiled forward and backward give the NumPy passes' bits,
+    at 0, -0, inf and NaN too, on a non-contiguous input, threaded or not."""
+    monkeypatch.setattr("minigan.functions.im2col._threads", lambda: threads)
+    monkeypatch.setattr("minigan.functions.im2col._PARALLEL_BYTES", 0)
+    rng = numpy.random.RandomState(0)
+    x = rng.standard_normal((3, 4, 5, 6)).astype(dtype)
+    x.flat[:6] = [0.0, -0.0, numpy.inf, -numpy.inf, numpy.nan, 1e-30]
+    x = x.transpose(0, 2, 1, 3)                                   # not contiguous
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    gy.flat[:3] = [numpy.inf, -numpy.inf, numpy.nan]
+
+    def run(flag):
+        monkeypatch.setenv("MINIGAN_JIT", flag)
+        out = []
+        for fn in (F.relu, lambda v: F.leaky_relu(v, 0.2), lambda v: F.leaky_relu(v, 0.0),
+                   lambda v: F.leaky_relu(v, 1.0)):
+            xv = Variable(x)
+            y = fn(xv)
+            gx, = minigan.grad([y], [xv], [gy])
+            out += [y.array, gx.array]
+        return out
+
+    for a, b in zip(run("1"), run("0")):
+        assert a.dtype == b.dtype == dtype and a.shape == b.shape
+        numpy.testing.assert_array_equal(a, b)
+        assert (numpy.signbit(a) == numpy.signbit(b))[~numpy.isnan(a)].all()

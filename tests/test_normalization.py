@@ -6,7 +6,7 @@ import pytest
 import minigan
 import minigan.functions as F
 from minigan import Variable
-from minigan.functions import norm_jit, normalization
+from minigan.functions import jit, norm_jit, normalization
 from helpers import check_op, randn
 
 f32, f64 = numpy.float32, numpy.float64
@@ -37,7 +37,7 @@ CASES = [(name, shape) for name, (_, shapes) in NORMS.items() for shape in shape
 def passes(request, monkeypatch):
     """Each test twice: on the NumPy passes (the reference) and on norm_jit's compiled loops."""
     if request.param == "jit":
-        if norm_jit.numba is None:
+        if jit.numba is None:
             pytest.skip("numba is not installed (the minigan[jit] extra)")
         monkeypatch.setenv("MINIGAN_JIT", "1")
     else:
@@ -115,7 +115,7 @@ def test_blocks_of_channels_match_one_block(fn, monkeypatch):
 SHAPES = [(1, 512, 32, 32), (3, 7, 5, 4), (4, 6), (2, 3, 5), (1, 2, 3, 1), (2, 3, 2, 2, 3)]
 
 
-@pytest.mark.skipif(norm_jit.numba is None, reason="numba is not installed (minigan[jit])")
+@pytest.mark.skipif(jit.numba is None, reason="numba is not installed (minigan[jit])")
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("per_sample", [False, True], ids=["batch", "instance"])
 @pytest.mark.parametrize("dtype", [f32, f64])
@@ -146,7 +146,7 @@ def test_jit_passes_equal_numpy_passes(shape, per_sample, dtype, monkeypatch):
 def test_jit_is_off_with_minigan_jit_0(monkeypatch):
     """MINIGAN_JIT=0 keeps the NumPy passes even where numba is installed."""
     monkeypatch.setenv("MINIGAN_JIT", "0")
-    assert not norm_jit.enabled()
+    assert not jit.enabled()
     assert not normalization._jit(numpy.zeros((1, 2, 2), f32))
 
 

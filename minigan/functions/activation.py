@@ -3,6 +3,7 @@ import numpy
 
 from .. import backend, cuda
 from ..core import FunctionNode, config
+from . import jit
 from .array import split_axis
 from .math import clip, mul
 
@@ -20,6 +21,8 @@ class ReLU(FunctionNode):
     def backward(self, indexes, grad_outputs):
         y, = self.get_retained_outputs()
         gy, = grad_outputs
+        if not config.enable_backprop and jit.takes(y.array, gy.array):    # one pass
+            return jit.relu_grad(y.array, gy.array),
         return gy * (y.array > 0).astype(gy.dtype),
 
 
@@ -34,7 +37,9 @@ class LeakyReLU(FunctionNode):
             return _xp(x).where(x >= 0, x, x * x.dtype.type(self.slope)),     # the definition
         if cuda.enabled(x):         # one pass instead of a mask, a product and a select
             return _leaky_kernel("leaky_relu_forward", self.slope, x),
-        # for 0 <= slope <= 1, max(x, slope x) is the select, without where's slow branches
+        if jit.takes(x):            # the same, compiled for the CPU
+            return jit.leaky_relu(x, self.slope),
+        # for 0 < slope <= 1, max(x, slope x) is the select, without where's slow branches
         y = x * x.dtype.type(self.slope)
         return _xp(x).maximum(x, y, out=y),
 
@@ -46,13 +51,15 @@ class LeakyReLU(FunctionNode):
             return gy * xp.where(x.array >= 0, gy.dtype.type(1), slope),     # the definition
         if cuda.enabled(x.array) and not config.enable_backprop:    # plain arrays suffice
             return _leaky_kernel("leaky_relu_backward", self.slope, x.array, gy.array),
+        if not config.enable_backprop and jit.takes(x.array, gy.array):
+            return jit.leaky_relu_grad(x.array, gy.array, self.slope),
         mask = (x.array >= 0).astype(gy.dtype)      # dy/dx = max([x >= 0], slope)
         return gy * xp.maximum(mask, slope, out=mask),
 
 
 def _leaky_fast(x, slope):
     """Whether leaky ReLU may take its faster forms (the kernel, or max instead of where)."""
-    return 0 <= slope <= 1 or cuda.enabled(x)
+    return 0 < slope <= 1 or cuda.enabled(x)     # slope 0: max(inf, 0 inf) would be NaN
 
 
 def _leaky_kernel(name, slope, *arrays):

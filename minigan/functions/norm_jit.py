@@ -1,4 +1,4 @@
-"""Batch and instance normalization's plain-array passes, compiled by numba (`minigan[jit]`).
+"""Batch and instance normalization's plain-array passes, compiled by numba (jit.py).
 
 normalization.py's NumPy passes are the reference; these compute the same thing with each
 statistic's rows read twice (sums, then the output) while they sit in cache, where NumPy needs
@@ -10,22 +10,10 @@ norm, G = 1) or one row each (instance norm, G = N); R = rows per statistic, cou
 Sums accumulate in float64 whatever the dtype (reassociated, so LLVM vectorizes them).
 """
 import math
-import os
 
 import numpy
 
-try:
-    import numba
-except ImportError:         # the extra is absent: the NumPy passes run
-    numba = None
-
-# reassociation (vector sums) and contraction (FMA) only: NaN and inf still propagate
-_FLAGS = {"reassoc", "contract", "nsz"}
-
-
-def enabled():
-    """True when the compiled passes run: numba imports and MINIGAN_JIT is not "0"."""
-    return numba is not None and os.environ.get("MINIGAN_JIT", "1") != "0"
+from .jit import compiled, over_blocks
 
 
 def _forward_loops(x, gamma, beta, eps, per_sample, y, mean, var, inv, lo, hi):
@@ -81,22 +69,10 @@ def _backward_loops(x, gy, mean, inv, scale, per_sample, gx, sums, lo, hi):
             sums[g, c, 0], sums[g, c, 1] = s1, s2 * k
 
 
-_compiled = {}
-
-
-def _kernel(name):
-    """The numba-compiled loops (compiled on first use, cached on disk where it can be)."""
-    if name not in _compiled:
-        fn = {"forward": _forward_loops, "backward": _backward_loops}[name]
-        _compiled[name] = numba.njit(nogil=True, cache=True, fastmath=_FLAGS)(fn)
-    return _compiled[name]
-
-
 def _over_channels(fn, x3):
-    """fn(lo, hi) over channel blocks, threaded for big arrays (numba releases the GIL)."""
-    from .im2col import _run
+    """fn(lo, hi) over channel blocks, threaded for big arrays."""
     n, c, s = x3.shape
-    _run(fn, c, n * s * x3.itemsize, x3.nbytes, numpy)
+    over_blocks(fn, c, n * s * x3.itemsize, x3.nbytes)
 
 
 def forward(lay, x3, gamma, beta, eps):
@@ -109,7 +85,7 @@ def forward(lay, x3, gamma, beta, eps):
     g = n if lay.per_sample else 1
     y3 = numpy.empty_like(x3)
     mean, var, inv = (numpy.empty((g, c), dt) for _ in range(3))
-    run = _kernel("forward")
+    run = compiled(_forward_loops)
     _over_channels(lambda lo, hi: run(x3, gamma, beta, dt.type(eps), lay.per_sample, y3, mean,
                                       var, inv, lo, hi), x3)
     stats = [a[..., None] for a in (mean, var, inv)]
@@ -127,7 +103,7 @@ def backward(lay, x3, gy3, mean, inv, scale):
     scale = numpy.ascontiguousarray(numpy.broadcast_to(scale.reshape(-1, c), (g, c)))
     gx3 = numpy.empty_like(x3)
     sums = numpy.empty((g, c, 2), dt)
-    run = _kernel("backward")
+    run = compiled(_backward_loops)
     _over_channels(lambda lo, hi: run(x3, gy3, mean, inv, scale, lay.per_sample, gx3, sums,
                                       lo, hi), x3)
     return gx3, sums[..., 1].sum(0), sums[..., 0].sum(0)

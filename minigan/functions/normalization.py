@@ -17,7 +17,7 @@ import numpy
 
 from .. import backend, cuda
 from ..core import FunctionNode, as_array, as_variable, config
-from . import norm_jit
+from . import jit, norm_jit
 from .array import reshape
 from .math import mean, sum
 
@@ -113,8 +113,7 @@ class _Layout:
 
 def _jit(x):
     """True where norm_jit's compiled loops take the NumPy arrays x (float32 or float64)."""
-    return (norm_jit.enabled() and type(x) is numpy.ndarray
-            and x.dtype in (numpy.float32, numpy.float64))
+    return jit.takes(x)
 
 
 def _run_forward(lay, x, gamma, beta, eps):

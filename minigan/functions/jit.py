@@ -1,0 +1,90 @@
+"""Compiled CPU loops through numba (the optional `minigan[jit]` extra).
+
+Where NumPy needs several broadcast passes and temporaries over one array and a compiled loop
+needs one or two, the CPU path may call a loop compiled here. The NumPy code stays the
+reference (and the default without numba); MINIGAN_JIT=0 turns the loops off; tests run both
+and compare them. Used: normalization (norm_jit.py) and the activations' element-wise passes.
+"""
+import os
+
+import numpy
+
+try:
+    import numba
+except ImportError:         # the extra is absent: the NumPy passes run
+    numba = None
+
+# reassociation (vector sums) and contraction (FMA) only: NaN and inf still propagate
+FLAGS = {"reassoc", "contract", "nsz"}
+
+
+def enabled():
+    """True when the compiled loops run: numba imports and MINIGAN_JIT is not "0"."""
+    return numba is not None and os.environ.get("MINIGAN_JIT", "1") != "0"
+
+
+def takes(*arrays):
+    """True where the loops take these arrays: compiled loops on, plain NumPy float32/64."""
+    return enabled() and all(type(a) is numpy.ndarray and a.dtype in (numpy.float32,
+                                                                       numpy.float64)
+                             for a in arrays)
+
+
+_compiled = {}
+
+
+def compiled(fn):
+    """fn compiled by numba on first use (nogil, cached on disk where it can be)."""
+    if fn not in _compiled:
+        _compiled[fn] = numba.njit(nogil=True, cache=True, fastmath=FLAGS)(fn)
+    return _compiled[fn]
+
+
+def over_blocks(fn, n, item_bytes, total_bytes):
+    """fn(lo, hi) over range(n), threaded for big arrays (the loops release the GIL)."""
+    from .im2col import _run
+    _run(fn, n, item_bytes, total_bytes, numpy)
+
+
+# -- element-wise loops (flat, contiguous arrays of one dtype) -----------------------------------
+
+def _leaky_relu(x, slope, y, lo, hi):
+    """y = x where x >= 0, else slope x."""
+    for i in range(lo, hi):
+        y[i] = x[i] if x[i] >= 0 else x[i] * slope
+
+
+def _leaky_relu_grad(x, gy, slope, gx, lo, hi):
+    """gx = gy where x >= 0, else slope gy."""
+    for i in range(lo, hi):
+        gx[i] = gy[i] if x[i] >= 0 else gy[i] * slope
+
+
+def _relu_grad(y, gy, gx, lo, hi):
+    """gx = gy [y > 0] (a product, so inf * 0 gives NaN as NumPy's)."""
+    for i in range(lo, hi):
+        gx[i] = gy[i] * (1.0 if y[i] > 0 else 0.0)
+
+
+def elementwise(fn, out_like, *args):
+    """A new array like out_like, filled by the loop fn(*args, out, lo, hi) over flat blocks."""
+    arrays = [numpy.ascontiguousarray(a).reshape(-1) if isinstance(a, numpy.ndarray) else a
+              for a in args]
+    out = numpy.empty_like(out_like, order="C")
+    flat = out.reshape(-1)
+    run = compiled(fn)
+    over_blocks(lambda lo, hi: run(*arrays, flat, lo, hi), flat.size, flat.itemsize,
+                flat.nbytes * len(args))
+    return out
+
+
+def leaky_relu(x, slope):
+    return elementwise(_leaky_relu, x, x, x.dtype.type(slope))
+
+
+def leaky_relu_grad(x, gy, slope):
+    return elementwise(_leaky_relu_grad, gy, x, gy, gy.dtype.type(slope))
+
+
+def relu_grad(y, gy):
+    return elementwise(_relu_grad, gy, y, gy)
