@@ -20,71 +20,12 @@ import time
 
 import numpy
 
-import minigan
-import minigan.functions as F
-from minigan import Variable, metrics
+from minigan import metrics
 from minigan.datasets.image_folder import ImageFolderDataset
 from minigan.gans import lightweight as lw
 from minigan.visualize import save_image, tile, to_uint8
 
-import lightweight_speed as speed       # the twin loader and the torch step's pieces
-
-
-def minigan_step(c, G, D, opts, x, z, noise, z_g, noise_g, gp):
-    """One D step then one G step, on given latents and noise maps."""
-    x_real = Variable(x)
-    with minigan.no_backprop_mode():
-        x_fake = Variable(G(z, noise).array)
-    y_fake, ys_fake, _, _ = D(x_fake)
-    y_real, ys_real, f8, _ = D(x_real)
-    loss = (lw.loss_discriminator(y_real, y_fake) + lw.loss_discriminator(ys_real, ys_fake)
-            + F.mean_squared_error(D.dec1(f8), lw.shrink(x_real, D.r1)))
-    if gp:
-        loss = loss + lw.gradient_penalty([y_real, ys_real, y_fake, ys_fake], [x_real, x_fake],
-                                          c.gp_weight)
-    D.cleargrads()
-    loss.backward(inputs=D.params())
-    opts["dis"].update()
-    y, ys, _, _ = D(G(z_g, noise_g))
-    G.cleargrads()
-    (lw.loss_generator(y) + lw.loss_generator(ys)).backward(inputs=G.params())
-    opts["gen"].update()
-    return float(loss.array)
-
-
-def torch_step(torch, c, tG, tD, oG, oD, x, z, noise, z_g, noise_g, gp):
-    """The same step in PyTorch."""
-    T = lambda a: torch.from_numpy(numpy.ascontiguousarray(a))
-    n = len(x)
-    x_real = T(x).requires_grad_(gp)
-    with torch.no_grad():
-        x_fake = tG(T(z), [T(m) for m in noise])
-    x_fake.requires_grad_(gp)
-    yf, ysf, _ = tD(x_fake)
-    yr, ysr, rec = tD(x_real)
-    hinge = lambda r, f: torch.relu(1 - r).mean() + torch.relu(1 + f).mean()
-    k = c.size // min(128, c.size)
-    target = torch.nn.functional.avg_pool2d(x_real, k) if k > 1 else x_real
-    loss = hinge(yr, yf) + hinge(ysr, ysf) + ((rec - target) ** 2).mean()
-    if gp:
-        g = torch.autograd.grad(yr.sum() + ysr.sum() + yf.sum() + ysf.sum(), [x_real, x_fake],
-                                create_graph=True)
-        g = torch.cat([gi.reshape(n, -1) for gi in g])
-        loss = loss + c.gp_weight * (g * g).sum(1).mean()
-    oD.zero_grad()
-    loss.backward()
-    oD.step()
-    y, ys, _ = tD(tG(T(z_g), [T(m) for m in noise_g]))
-    oG.zero_grad()
-    (-y.mean() - ys.mean()).backward()
-    oG.step()
-    return float(loss.detach())
-
-
-def draws(rng, c, G, n):
-    """Latents (n, n_z) and G's noise maps, float32, from rng."""
-    z = rng.standard_normal((n, c.n_z)).astype(numpy.float32)
-    return z, [rng.standard_normal(s).astype(numpy.float32) for s in G.noise_shapes(n)]
+from lightweight_speed import _twin, draws, minigan_step, torch_step   # the same steps
 
 
 def samples(torch, G, tG, z, noise, batch=50):
@@ -142,7 +83,7 @@ def main():
     numpy.random.seed(a.seed)
     models, opts = lw.build(c)
     G, D = models["gen"], models["dis"]
-    _, tG, tD = speed._twin()(c, G, D)
+    _, tG, tD = _twin()(c, G, D)
     tG, tD = tG.float(), tD.float()
     oG = torch.optim.Adam(tG.parameters(), c.alpha, (c.beta1, c.beta2))
     oD = torch.optim.Adam(tD.parameters(), c.alpha, (c.beta1, c.beta2))

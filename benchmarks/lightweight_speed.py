@@ -31,33 +31,35 @@ def _twin():
     return mod.torch_twin
 
 
-def minigan_step(c, models, opts, batch, gp):
-    G, D = models["gen"], models["dis"]
-    n = len(batch)
-    x_real = Variable(batch)
+def minigan_step(c, G, D, opts, x, z, noise, z_g, noise_g, gp):
+    """One D step then one G step of minigan, on given images, latents and noise maps."""
+    x_real = Variable(x)
     with minigan.no_backprop_mode():
-        x_fake = Variable(G(lw.sample_z(c, n)).array)
+        x_fake = Variable(G(z, noise).array)
     y_fake, ys_fake, _, _ = D(x_fake)
     y_real, ys_real, f8, _ = D(x_real)
     loss = (lw.loss_discriminator(y_real, y_fake) + lw.loss_discriminator(ys_real, ys_fake)
             + F.mean_squared_error(D.dec1(f8), lw.shrink(x_real, D.r1)))
     if gp:
-        loss = loss + lw.gradient_penalty([y_real, ys_real, y_fake, ys_fake], [x_real, x_fake], 10)
+        loss = loss + lw.gradient_penalty([y_real, ys_real, y_fake, ys_fake], [x_real, x_fake],
+                                          c.gp_weight)
     D.cleargrads()
     loss.backward(inputs=D.params())
     opts["dis"].update()
-    y, ys, _, _ = D(G(lw.sample_z(c, n)))
+    y, ys, _, _ = D(G(z_g, noise_g))
     G.cleargrads()
     (lw.loss_generator(y) + lw.loss_generator(ys)).backward(inputs=G.params())
     opts["gen"].update()
+    return float(loss.array)
 
 
-def torch_step(torch, c, tG, tD, oG, oD, batch, gp):
-    n = len(batch)
-    x_real = torch.tensor(batch).requires_grad_(gp)
-    noise = lambda: [torch.randn(n, 1, r, r, dtype=torch.float32) for r in lw.resolutions(c.size, 8)]
+def torch_step(torch, c, tG, tD, oG, oD, x, z, noise, z_g, noise_g, gp):
+    """The same step of the PyTorch twin."""
+    T = lambda a: torch.from_numpy(numpy.ascontiguousarray(a))
+    n = len(x)
+    x_real = T(x).requires_grad_(gp)
     with torch.no_grad():
-        x_fake = tG(torch.randn(n, c.n_z), noise())
+        x_fake = tG(T(z), [T(m) for m in noise])
     x_fake.requires_grad_(gp)
     yf, ysf, _ = tD(x_fake)
     yr, ysr, rec = tD(x_real)
@@ -69,14 +71,21 @@ def torch_step(torch, c, tG, tD, oG, oD, batch, gp):
         g = torch.autograd.grad(yr.sum() + ysr.sum() + yf.sum() + ysf.sum(), [x_real, x_fake],
                                 create_graph=True)
         g = torch.cat([gi.reshape(n, -1) for gi in g])
-        loss = loss + 10 * (g * g).sum(1).mean()
+        loss = loss + c.gp_weight * (g * g).sum(1).mean()
     oD.zero_grad()
     loss.backward()
     oD.step()
-    y, ys, _ = tD(tG(torch.randn(n, c.n_z), noise()))
+    y, ys, _ = tD(tG(T(z_g), [T(m) for m in noise_g]))
     oG.zero_grad()
     (-y.mean() - ys.mean()).backward()
     oG.step()
+    return float(loss.detach())
+
+
+def draws(rng, c, G, n):
+    """Latents (n, n_z) and G's noise maps, float32, from rng."""
+    z = rng.standard_normal((n, c.n_z)).astype(numpy.float32)
+    return z, [rng.standard_normal(s).astype(numpy.float32) for s in G.noise_shapes(n)]
 
 
 def timed(fn, reps, warmup=1):
@@ -143,9 +152,11 @@ def main():
         count = lambda net: sum(p.size for p in net.params())
         print(f"{size} px, batch {a.batch}: G {count(G):,} D {count(D):,} parameters; "
               f"~{gflop(c, G, D, a.batch):.1f} GFLOP per step (convs, no penalty)", flush=True)
+        rng = numpy.random.RandomState(1)
+        inputs = lambda: (batch,) + draws(rng, c, G, a.batch) + draws(rng, c, G, a.batch)
         for gp in (False, True):
-            t_m = timed(lambda: minigan_step(c, models, opts, batch, gp), a.reps)
-            t_t = timed(lambda: torch_step(torch, c, tG, tD, oG, oD, batch, gp), a.reps)
+            t_m = timed(lambda: minigan_step(c, G, D, opts, *inputs(), gp), a.reps)
+            t_t = timed(lambda: torch_step(torch, c, tG, tD, oG, oD, *inputs(), gp), a.reps)
             print(f"  {'with' if gp else 'no  '} penalty: minigan {t_m:.3f} s  torch {t_t:.3f} s  "
                   f"ratio {t_m / t_t:.2f}x", flush=True)
 
