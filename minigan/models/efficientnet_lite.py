@@ -23,11 +23,10 @@ import re
 
 import numpy
 
-from .. import backend
 from .. import functions as F
 from ..links.link import Chain, Link
 from .torch_pth import WeightFileError
-from .weights import cached_state_dict, efficientnet_lite0_file
+from .weights import cached_state_dict, efficientnet_lite0_file, frozen_network
 
 # the block rows of the TensorFlow builder: r repeats, k kernel, s stride, e expansion, i/o channels
 BLOCKS = ("r1_k3_s11_e1_i32_o16", "r2_k3_s22_e6_i16_o24", "r2_k5_s22_e6_i24_o40",
@@ -167,9 +166,5 @@ _loaded = {}
 def efficientnet_lite0(device=-1):
     """The pretrained network on device (a backend.Device or an id, -1 the CPU), built once per
     process and device."""
-    device = backend.as_device(device)
-    net = _loaded.get(device.id)
-    if net is None:
-        net = EfficientNetLite0(cached_state_dict(efficientnet_lite0_file()))
-        _loaded[device.id] = net.to_device(device)
-    return net
+    return frozen_network(_loaded, device,
+                          lambda: EfficientNetLite0(cached_state_dict(efficientnet_lite0_file())))

