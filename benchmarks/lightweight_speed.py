@@ -153,10 +153,10 @@ def main():
         print(f"{size} px, batch {a.batch}: G {count(G):,} D {count(D):,} parameters; "
               f"~{gflop(c, G, D, a.batch):.1f} GFLOP per step (convs, no penalty)", flush=True)
         rng = numpy.random.RandomState(1)
-        inputs = lambda: (batch,) + draws(rng, c, G, a.batch) + draws(rng, c, G, a.batch)
+        inputs = (batch,) + draws(rng, c, G, a.batch) + draws(rng, c, G, a.batch)  # not timed
         for gp in (False, True):
-            t_m = timed(lambda: minigan_step(c, G, D, opts, *inputs(), gp), a.reps)
-            t_t = timed(lambda: torch_step(torch, c, tG, tD, oG, oD, *inputs(), gp), a.reps)
+            t_m = timed(lambda: minigan_step(c, G, D, opts, *inputs, gp), a.reps)
+            t_t = timed(lambda: torch_step(torch, c, tG, tD, oG, oD, *inputs, gp), a.reps)
             print(f"  {'with' if gp else 'no  '} penalty: minigan {t_m:.3f} s  torch {t_t:.3f} s  "
                   f"ratio {t_m / t_t:.2f}x", flush=True)
 

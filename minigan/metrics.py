@@ -45,7 +45,7 @@ from . import backend
 from .core import no_backprop_mode, using_config
 from .datasets.errors import DatasetError
 from .datasets.image_folder import EXTENSIONS, list_images, on_white, to_mode
-from .functions.resize import bilinear_matrix
+from .functions.resize import resize_images
 from .models.weights import atomic_h5, cache_path
 from .visualize import to_uint8
 
@@ -81,13 +81,12 @@ def resize_clean(rgb, size):
 
 def resize_bilinear(rgb, size):
     """(H, W, 3) uint8 -> (3, size, size) float32: [-1, 1], then torch's bilinear resize
-    (align_corners=False), A_h x A_w^T as resize_images computes it."""
+    (align_corners=False) by resize_images."""
     planes = rgb.astype(numpy.float32).transpose(2, 0, 1) * numpy.float32(1 / 127.5) \
         - numpy.float32(1)
-    h, w = rgb.shape[:2]
-    if (h, w) != (size, size):
-        a_h, a_w = (bilinear_matrix(n, size, False).astype(numpy.float32) for n in (h, w))
-        planes = a_h @ planes @ a_w.T
+    if rgb.shape[:2] != (size, size):
+        with no_backprop_mode():        # the op's matrices are built once per size
+            planes = resize_images(planes[None], (size, size), align_corners=False).array[0]
     return numpy.ascontiguousarray(planes)
 
 

@@ -147,7 +147,7 @@ def test_jit_is_off_with_minigan_jit_0(monkeypatch):
     """MINIGAN_JIT=0 keeps the NumPy passes even where numba is installed."""
     monkeypatch.setenv("MINIGAN_JIT", "0")
     assert not jit.enabled()
-    assert not normalization._jit(numpy.zeros((1, 2, 2), f32))
+    assert not jit.takes(numpy.zeros((1, 2, 2), f32))
 
 
 def test_dtype_and_shape_errors():

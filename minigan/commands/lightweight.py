@@ -34,7 +34,7 @@ from ..augment import parse_types
 from ..datasets import DatasetError, ImageFolderDataset
 from ..datasets.image_folder import on_white as image_on_white
 from ..gans import REGISTRY, load, snapshot_meta
-from ..training import TrainingError, snapshots
+from ..training import TrainingError, iteration_of, snapshots
 from ..visualize import tile, to_uint8
 from . import ranks
 from .common import (Finite, batches, make_trainer, on_rank0, run_trainer, seed_everything,
@@ -72,14 +72,20 @@ def composite_on_white(picture):
     return numpy.asarray(image_on_white(Image.fromarray(picture, "RGBA")).convert("RGB"))
 
 
+def checkpoints(models_dir):
+    """[(path, n)] of models_dir/model_{n}.h5, in order of n."""
+    found = snapshots(models_dir, "model_*.h5") if os.path.isdir(models_dir) else []
+    return [(p, iteration_of(p)) for p in found]
+
+
 def checkpoint(models_dir, load_from):
     """(path, n) of models_dir/model_{n}.h5: the latest for -1, or None when there is none."""
-    found = snapshots(models_dir, "model_*.h5") if os.path.isdir(models_dir) else []
+    found = checkpoints(models_dir)
     if load_from == -1:
-        return (found[-1], int(found[-1].rsplit("_", 1)[1][:-3])) if found else (None, None)
+        return found[-1] if found else (None, None)
     path = os.path.join(models_dir, f"model_{load_from}.h5")
     if not os.path.isfile(path):
-        have = ", ".join(p.rsplit("_", 1)[1][:-3] for p in found) or "none"
+        have = ", ".join(str(n) for _, n in found) or "none"
         raise TrainingError(f"--load-from {load_from}: {path} does not exist (checkpoints: {have})")
     return path, load_from
 
@@ -179,17 +185,15 @@ def show_progress(o, results_root, models_dir, device, num_images=4):
     """--show-progress: the same num_images latents through every checkpoint, as lucidrains:
     results/NAME-progress/{n}.jpg and {n}-ema.jpg (n zero-padded; .png with alpha for RGBA),
     one row of num_images per checkpoint, so the files play as the run's progress."""
-    found = snapshots(models_dir, "model_*.h5") if os.path.isdir(models_dir) else []
+    found = checkpoints(models_dir)
     if not found:
         raise TrainingError(f"--show-progress: no model_*.h5 in {models_dir} (train first: "
                             f"--data DIR --name {o['name']})")
-    steps = [int(p.rsplit("_", 1)[1][:-3]) for p in found]
     out = os.path.join(results_root, f"{o['name']}-progress")
     os.makedirs(out, exist_ok=True)
-    width = len(str(max(steps)))
+    width = len(str(found[-1][1]))
     z = None
-    for path, n in tqdm(list(zip(found, steps)), desc="progress images", file=sys.stderr,
-                        disable=None):
+    for path, n in tqdm(found, desc="progress images", file=sys.stderr, disable=None):
         trained = load(path, device)
         c = trained.config
         if z is None:                   # drawn once: every checkpoint renders the same latents

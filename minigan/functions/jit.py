@@ -9,6 +9,8 @@ import os
 
 import numpy
 
+from .im2col import _run
+
 try:
     import numba
 except ImportError:         # the extra is absent: the NumPy passes run
@@ -42,7 +44,6 @@ def compiled(fn):
 
 def over_blocks(fn, n, item_bytes, total_bytes):
     """fn(lo, hi) over range(n), threaded for big arrays (the loops release the GIL)."""
-    from .im2col import _run
     _run(fn, n, item_bytes, total_bytes, numpy)
 
 
@@ -73,8 +74,9 @@ def elementwise(fn, out_like, *args):
     out = numpy.empty_like(out_like, order="C")
     flat = out.reshape(-1)
     run = compiled(fn)
+    n_arrays = 1 + sum(isinstance(a, numpy.ndarray) for a in arrays)     # with out
     over_blocks(lambda lo, hi: run(*arrays, flat, lo, hi), flat.size, flat.itemsize,
-                flat.nbytes * len(args))
+                flat.nbytes * n_arrays)
     return out
 
 

