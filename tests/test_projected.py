@@ -12,6 +12,7 @@ import pytest
 import minigan
 from helpers import error_line, randn, run, shared
 from minigan import links as L
+from minigan.commands.projected import image_size
 from minigan.core import Variable, using_config
 from minigan.gans import projected as P
 from minigan.gradient_check import check_backward
@@ -161,8 +162,9 @@ def test_config_refuses_what_the_networks_cannot_take():
 
 # -- the command on 32 faces ----------------------------------------------------------------------
 
-TINY = ["--cfg", "fastgan_lite", "--resolution", 32, "--batch", 4, "--batch-gpu", 2, "--cbase",
-        4, "--ndf", 8, "--tick", 0.004, "--snap", 1, "--seed", 3, "--workers", 0]
+ANY_SIZE = ["--cfg", "fastgan_lite", "--batch", 4, "--batch-gpu", 2, "--cbase", 4, "--ndf", 8,
+            "--tick", 0.004, "--snap", 1, "--seed", 3, "--workers", 0]
+TINY = ["--resolution", 32, *ANY_SIZE]
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +255,17 @@ def test_bad_input_is_one_line(faces, args, message):
     assert code != 0
     assert message in error_line(out)
     assert not os.path.exists("o") or not os.listdir("o")
+
+
+def test_resolution_defaults_to_the_first_image_of_data(faces, tmp_path):
+    # the faces are 64 x 64; read from --data wherever the command runs (not only inside it)
+    assert os.path.isabs(faces) and os.getcwd() != faces
+    assert image_size(faces) == 64
+    code, out = run("projected", "--data", os.path.relpath(faces), "--outdir", "r", "--kimg",
+                    0.004, *ANY_SIZE, "--metrics", "none")
+    assert code == 0, out
+    snap = os.path.join("r", os.listdir("r")[0], latest(os.path.join("r", os.listdir("r")[0])))
+    assert minigan.load(snap).config.size == 64
 
 
 def test_lightweight_calculate_fid_every_writes_fid_jsonl(faces):

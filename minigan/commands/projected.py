@@ -66,7 +66,7 @@ def image_size(data):
     files = list_images(data)
     if not files:
         raise DatasetError(f"--data {data}: no images in it")
-    with Image.open(files[0]) as im:
+    with Image.open(os.path.join(data, files[0])) as im:   # list_images gives relative paths
         return min(im.size)
 
 
