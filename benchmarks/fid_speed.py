@@ -1,21 +1,25 @@
-"""Seconds to compute the FID features (EfficientNet-lite0, 1280-d) of N images, minigan beside
-its PyTorch twin.
+"""Seconds to compute the FID features (EfficientNet-lite0, 1280-d; or Inception-v3, 2048-d) of
+N images, minigan beside its PyTorch twin.
 
-The images (faces64 from the shared data, or any --data folder) are decoded and resized to
-224 x 224 once, as minigan.metrics prepares them (PIL bicubic on float pixels); that step is
-timed on its own. Then the two networks take the same batches, no gradient, in stretches of 5
+The images (faces64 from the shared data, or any --data folder) are decoded and resized once, as
+minigan.metrics prepares them for the network (224 x 224 PIL bicubic on float pixels; 299 x 299
+bilinear for Inception); that step is timed on its own. Then the two networks take the same batches, no gradient, in stretches of 5
 batches in turn, ABBA (this VM's speed drifts, so only figures taken side by side compare),
 with a pause at each switch: run right after the other, each meets the other's threads still
 spinning (minigan right after PyTorch, batch 50: 7.5 s against 6.8 s after a 0.5 s pause). The PyTorch twin is
 the one tests/test_efficientnet.py builds from torch.nn modules and the same .pth file (loaded
 by path). The features of the two are compared as a check.
 
+--features inception times pytorch-fid's Inception-v3 with the random weights of
+tests/inception_twin.py (the real file needs `python cli.py download inception`; the speed does
+not depend on the weights): minigan's network is built from the twin's state dict.
+
 --taps N also times what ProjectedGAN asks of the network: the four feature maps of N random
 256 x 256 images and the gradient of a weighted sum of them w.r.t. the images (no weight
 gradients), a few reps each.
 
 Usage: python benchmarks/fid_speed.py [--n 1000] [--batch 50] [--threads 2] [--data DIR]
-                                      [--no-torch] [--taps 8]
+                                      [--no-torch] [--taps 8] [--features inception]
 (minigan as installed: pip install -e ., or PYTHONPATH=. without the install)
 """
 import argparse
@@ -108,14 +112,43 @@ def time_taps(n, reps, use_torch, threads):
               f"{numpy.abs(g - e).max() / numpy.abs(e).max():.1e}: float32, ReLU6 kinks)")
 
 
-def minigan_features():
-    """x -> pooled features with minigan."""
-    net = efficientnet_lite0()
-
+def minigan_features(net):
+    """x -> pooled features with minigan's net."""
     def run(x):
         with minigan.no_backprop_mode():
             return net(x, resize=False).array
     return run
+
+
+def inception_pair(threads, use_torch):
+    """{name: x -> features} of minigan's Inception-v3 and the test twin, the twin's weights."""
+    import torch
+    from minigan.models.inception import InceptionV3
+    torch.set_num_threads(threads)
+    spec = importlib.util.spec_from_file_location(
+        "inception_twin", os.path.join(HERE, "..", "tests", "inception_twin.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    twin = module.build(torch)
+    runs = {"minigan": minigan_features(
+        InceptionV3({k: v.numpy() for k, v in twin.state_dict().items()}))}
+
+    def run(x):                       # the twin takes pytorch-fid's [0, 1] input
+        with torch.no_grad():
+            return twin(torch.from_numpy((x + 1) / 2), resize=False).numpy()
+    if use_torch:
+        runs["pytorch"] = run
+    return runs
+
+
+def feature_runs(args):
+    """{name: x -> features} of the chosen network in minigan and, unless --no-torch, torch."""
+    if args.features == "inception":
+        return inception_pair(args.threads, not args.no_torch)
+    runs = {"minigan": minigan_features(efficientnet_lite0())}
+    if not args.no_torch:
+        runs["pytorch"] = torch_features(args.threads)
+    return runs
 
 
 def main():
@@ -128,19 +161,20 @@ def main():
     ap.add_argument("--taps", type=int, default=0, metavar="N",
                     help="also time ProjectedGAN's maps + input gradient for N images")
     ap.add_argument("--reps", type=int, default=3, help="with --taps")
+    ap.add_argument("--features", choices=("efficientnet-lite0", "inception"),
+                    default="efficientnet-lite0")
     args = ap.parse_args()
+    _, size, label, prepare = metrics.FEATURES[args.features]
 
     files = metrics.folder_files(args.data)
     files = (files * (args.n // len(files) + 1))[:args.n]
     t = time.perf_counter()
-    x = numpy.stack([metrics.read_image(f, 224) for f in files])
+    x = numpy.stack([metrics.read_image(f, size, prepare) for f in files])
     prep = time.perf_counter() - t
-    print(f"{args.n} images from {args.data}: decode + resize to 224 {prep:.2f} s "
+    print(f"{args.n} images from {args.data}: decode + resize to {size} {prep:.2f} s "
           f"({prep / args.n * 1e3:.1f} ms per image)")
 
-    runs = {"minigan": minigan_features()}
-    if not args.no_torch:
-        runs["pytorch"] = torch_features(args.threads)
+    runs = feature_runs(args)
     for run in runs.values():             # warm up: workspaces, threads, caches
         run(x[:args.batch])
     seconds = dict.fromkeys(runs, 0.0)
@@ -157,7 +191,7 @@ def main():
                 feats[name][i] = runs[name](batches[i])
             seconds[name] += time.perf_counter() - t
 
-    print(f"features of {args.n} images, batch {args.batch} (noisy: the CPU is shared):")
+    print(f"{label} features of {args.n} images, batch {args.batch} (noisy: the CPU is shared):")
     for name, s in seconds.items():
         print(f"  {name:8s} {s:8.2f} s   {s / args.n * 1e3:6.1f} ms per image")
     if "pytorch" in seconds:
