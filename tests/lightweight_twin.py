@@ -20,19 +20,27 @@ def torch_twin(c, G, D):
             m.bias.data = t(link.b.array)
         return m
 
+    def blur(x):            # kornia's filter2d([1 2 1]^2, normalized), reflected borders
+        k = t([1.0, 2.0, 1.0])
+        k = (k[:, None] * k[None, :] / 16).expand(x.shape[1], 1, 3, 3).to(x.dtype)
+        return tF.conv2d(tF.pad(x, (1, 1, 1, 1), mode="reflect"), k, groups=x.shape[1])
+
+    smooth = blur if c.antialias else (lambda x: x)
+
     def bn(link):
         m = nn.BatchNorm2d(link.size, eps=link.eps, momentum=0.1).double()
         m.weight.data, m.bias.data = t(link.gamma.array), t(link.beta.array)
         return m
 
     class Up(nn.Module):
-        def __init__(self, blk):
+        def __init__(self, blk, antialias=False):       # lucidrains' decoders never blur
             super().__init__()
+            self.smooth = blur if antialias else (lambda x: x)
             self.conv, self.bn = conv(blk.conv), bn(blk.bn)
             self.w = nn.Parameter(t(blk.noise.weight.array)) if blk.noise else None
 
         def forward(self, x, noise=None):
-            h = self.conv(tF.interpolate(x, scale_factor=2, mode="nearest"))
+            h = self.conv(self.smooth(tF.interpolate(x, scale_factor=2, mode="nearest")))
             if self.w is not None:
                 h = h + self.w.view(1, -1, 1, 1) * noise
             return tF.glu(self.bn(h), dim=1)
@@ -55,6 +63,7 @@ def torch_twin(c, G, D):
             self.direct = nn.Sequential(nn.AvgPool2d(2), conv(d[1]), bn(d[2]), lr)
 
         def forward(self, x):
+            x = smooth(x)
             return self.main(x) + self.direct(x)
 
     class TG(nn.Module):
@@ -63,7 +72,7 @@ def torch_twin(c, G, D):
             dc = nn.ConvTranspose2d(c.n_z, 2 * lw.g_width(c, 4), 4, bias=False).double()
             dc.weight.data = t(G.init.deconv.W.array)
             self.init, self.init_bn = dc, bn(G.init.bn)
-            self.ups = nn.ModuleList([Up(b) for b in G.ups])
+            self.ups = nn.ModuleList([Up(b, c.antialias) for b in G.ups])
             self.sles = nn.ModuleDict({str(h): SLE(getattr(G, f"sle{h}")) for _, h in c.sle})
             self.out = conv(G.out)
 
@@ -99,6 +108,7 @@ def torch_twin(c, G, D):
             d = h
             for layer in self.dec1[:-1]:
                 d = layer(d)
-            return self.logits(h), small, torch.tanh(self.dec1[-1](d))
+            y = self.logits(smooth(h) if c.disc_output_size == 1 else h)
+            return y, small, torch.tanh(self.dec1[-1](d))
 
     return torch, TG(), TD()

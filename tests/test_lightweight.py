@@ -65,6 +65,42 @@ def test_whole_discriminator_grad_first_and_second_order():
     check_double_backward(fn, x, atol=1e-3, rtol=1e-2)
 
 
+def dual_reference(a, b):
+    """Each row [a_i, b_1 .. b_M] through a softmax cross-entropy for class 0, written out."""
+    def half(t1, t2):
+        rows = numpy.concatenate([t1[:, None], numpy.tile(t2, (len(t1), 1))], axis=1)
+        top = rows.max(axis=1)
+        return numpy.mean(top + numpy.log(numpy.exp(rows - top[:, None]).sum(axis=1)) - t1)
+    a, b = a.ravel(), b.ravel()
+    return half(a, b) + half(-b, -a)
+
+
+def test_dual_contrastive_loss_against_its_definition_and_gradients():
+    a, b = randn(4, 1, 1, 1), randn(3, 1, 1, 1, seed=1)
+    check_op(lw.loss_dual_contrastive, [a, b], dual_reference)
+    # told apart: real logits far above the fake ones cost D little, the reverse a lot
+    high, low = numpy.full((4, 1, 1, 1), 5.0), numpy.full((4, 1, 1, 1), -5.0)
+    assert float(lw.loss_dual_contrastive(high, low).array) < 0.01
+    assert float(lw.loss_dual_contrastive(low, high).array) > 10
+
+
+def test_config_takes_the_dual_contrastive_loss_with_one_logit_per_image():
+    with pytest.raises(ValueError, match="disc_output_size 1"):
+        tiny(dual_contrast_loss=True)
+    c = tiny(dual_contrast_loss=True, disc_output_size=1, gradient_accumulate_every=3)
+    assert c.minibatches() == 6                # the G step reads real batches too
+
+
+def test_antialiased_discriminator_grad_first_and_second_order():
+    numpy.random.seed(0)
+    D = lw.Discriminator(tiny(antialias=True, disc_output_size=1), dtype=F64)
+    fn = lambda x: D(x)[:2]
+    x = [randn(2, 1, 32, 32)]
+    check_backward(fn, x, atol=1e-4, rtol=1e-3)
+    # eps 1e-5: at 1e-3 the differences of the gradient step across a leaky ReLU's kink
+    check_double_backward(fn, x, eps=1e-5, atol=1e-3, rtol=1e-2)
+
+
 def test_config_refuses_sizes_that_are_not_powers_of_2():
     with pytest.raises(ValueError, match="power of 2"):
         lw.Config.for_data((3, 48, 48))
@@ -103,8 +139,9 @@ def test_channel_table_at_256():
 
 # -- the PyTorch twin (tests/lightweight_twin.py) -------------------------------------------------
 
-def test_pytorch_twin_of_g_and_d_in_float64():
-    c = lw.Config.for_data((3, 64, 64), fmap_max=16, n_z=8)
+@pytest.mark.parametrize("options", [{}, {"antialias": True, "disc_output_size": 1}])
+def test_pytorch_twin_of_g_and_d_in_float64(options):
+    c = lw.Config.for_data((3, 64, 64), fmap_max=16, n_z=8, **options)
     numpy.random.seed(0)
     G, D = lw.Generator(c, F64), lw.Discriminator(c, F64)
     for blk in G.ups:                       # a non-zero noise scale, so the noise path counts
@@ -243,6 +280,24 @@ def test_bad_inputs_give_one_line(ramen, tmp_path):
     code, out = run("lightweight", "--data", ramen, "--name", "e", *TINY)
     assert code != 0 and "broken.jpg" in error_line(out)
     assert not os.path.exists("models/e") and not os.path.exists("models/nothing")
+
+
+def test_antialias_and_dual_contrast_train_and_resume_exactly(ramen):
+    common = ["--data", ramen, *TINY, "--save-every", 2, "--evaluate-every", 2, "--antialias",
+              "--dual-contrast-loss", "--disc-output-size", 1]
+    assert run("lightweight", "--name", "straight", *common, "--num-train-steps", 4)[0] == 0
+    assert run("lightweight", "--name", "split", *common, "--num-train-steps", 2)[0] == 0
+    code, out = run("lightweight", "--name", "split", *common, "--num-train-steps", 4)
+    assert code == 0 and "continuing from" in out, out
+    a, b = params("models/straight/model_2.h5"), params("models/split/model_2.h5")
+    assert a.keys() == b.keys() and all(numpy.array_equal(a[k], b[k]) for k in a)
+    config = json.load(open("models/split/config.json"))["config"]
+    assert config["antialias"] and config["dual_contrast_loss"], config
+    assert all(numpy.isfinite(v) for r in log("split") for v in r.values())
+    code, out = run("lightweight", "--data", ramen, "--name", "five", *TINY,
+                    "--dual-contrast-loss")
+    assert code != 0 and "--disc-output-size 1" in error_line(out)
+    assert not os.path.exists("models/five")
 
 
 # -- --transparent on a tiny RGBA folder ----------------------------------------------------------

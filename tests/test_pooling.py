@@ -189,3 +189,23 @@ def test_cupy_matches_numpy(name):
         results.append([minigan.backend.to_cpu(v.array) for v in (y, gx, ggy)])
     for a, b in zip(*results):
         numpy.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+# -- blur: the fixed [1 2 1]^2 / 16 filter (lucidrains' antialias) -------------------------------
+
+def blur_reference(x):
+    """numpy.pad's reflect (= torch's and kornia's), then the 9 taps summed."""
+    p = numpy.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect")
+    k = numpy.outer([1, 2, 1], [1, 2, 1]) / 16
+    H, W = x.shape[2:]
+    return sum(k[i, j] * p[:, :, i:i + H, j:j + W] for i in range(3) for j in range(3))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 6), (1, 2, 2, 4)])
+def test_blur_against_reflect_padded_filter_and_its_gradients(shape):
+    check_op(F.blur, [randn(*shape)], blur_reference)
+
+
+def test_blur_refuses_a_one_pixel_side():
+    with pytest.raises(ValueError, match="nothing to reflect"):
+        F.blur(randn(1, 1, 1, 4))

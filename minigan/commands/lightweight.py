@@ -43,7 +43,7 @@ from .fid_log import FIDLog, check_fid_ready
 
 GAN = "lightweight"
 MODULE = REGISTRY[GAN]
-UNSUPPORTED = ("attn_res_layers", "antialias", "dual_contrast_loss")
+UNSUPPORTED = ("attn_res_layers",)
 
 
 def option(name, *args, **kwargs):
@@ -254,7 +254,8 @@ def train(o, results, models_dir, device):
         config = MODULE.Config.for_data(
             dataset.shape, aug_prob=aug_prob, aug_types=o["aug_types"], alpha=o["learning_rate"],
             gradient_accumulate_every=o["gradient_accumulate_every"],
-            disc_output_size=o["disc_output_size"], fmap_max=o["fmap_max"], n_z=o["latent_dim"])
+            disc_output_size=o["disc_output_size"], fmap_max=o["fmap_max"], n_z=o["latent_dim"],
+            antialias=o["antialias"], dual_contrast_loss=o["dual_contrast_loss"])
     click.echo(f"data: {dataset.describe()}", err=True)
     on_rank0(lambda: move_old(o, results, models_dir))
     models, optimizers = MODULE.build(config)
@@ -322,8 +323,10 @@ def train(o, results, models_dir, device):
 @option("calculate_fid_num_images", type=click.IntRange(2), default=12800, show_default=True,
         help="Generated images per FID.")
 @option("attn_res_layers", default=None, help="Not supported (linear attention).")
-@option("antialias", is_flag=True, help="Not supported.")
-@option("dual_contrast_loss", is_flag=True, help="Not supported.")
+@option("antialias", is_flag=True, help="Blur after each upsampling of G and before each "
+        "downsampling of D.")
+@option("dual_contrast_loss", is_flag=True, help="The dual contrastive loss in place of the "
+        "hinge (with --disc-output-size 1).")
 @option("show_progress", is_flag=True, help="Render the same latents through every checkpoint "
         "into results/NAME-progress/, then exit.")
 @option("seed", type=click.IntRange(0), default=42, show_default=True)

@@ -10,6 +10,7 @@ from .math import (abs, add, clip, div, exp, log, logsumexp, matmul, max, mean, 
 from .noise import dropout  # noqa
 from .convolution import convolution_2d, deconvolution_2d  # noqa
 from .depthwise import depthwise_convolution_2d  # noqa
+from .filter import blur  # noqa
 from .normalization import (batch_normalization, fixed_batch_normalization,  # noqa
                             instance_normalization)
 from .pooling import adaptive_average_pooling_2d, average_pooling_2d, max_pooling_2d  # noqa

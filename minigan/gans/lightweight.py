@@ -48,8 +48,15 @@ Defaults and their sources:
     EMA of G: beta 0.995, every 10 steps after step 20000, reset to G at steps 1000 k + 2 up to
       25000                                              lucidrains 1.2.1 (BN statistics copied)
     weights N(0, 0.02), BN eps 1e-5 momentum 0.1          the FastGAN code
-Left out (optional in the issue): linear attention (attn_res_layers), antialias (blur), the dual
-contrastive loss.
+Options of lucidrains 1.2.1, off by default as there:
+    antialias: the [1 2 1]^2 / 16 blur after each upsampling of G and before each downsampling of
+      D (links/fastgan.py);
+    dual_contrast_loss (Yu et al., "Dual Contrastive Loss and Attention for GANs", ICCV 2021) in
+      place of the hinge, on both heads: each real logit is told apart from all the fake ones by
+      a softmax, and each fake from the reals, L_D = E_i[-r_i + log(e^r_i + sum_j e^f_j)] +
+      E_i[f_i + log(e^-f_i + sum_j e^-r_j)]; G's loss swaps the roles, so its step reads a real
+      batch too. One logit per image: disc_output_size 1 (lucidrains asserts it).
+Left out (optional in the issue): linear attention (attn_res_layers).
 """
 import dataclasses
 
@@ -95,6 +102,8 @@ class Config(base.Config):
     ema_start: int = 20000
     ema_reset_every: int = 1000
     ema_reset_until: int = 25000
+    antialias: bool = False
+    dual_contrast_loss: bool = False
 
     @classmethod
     def for_data(cls, shape, **overrides):
@@ -112,6 +121,9 @@ class Config(base.Config):
         self.sle = tuple(tuple(p) for p in self.sle)
         if self.disc_output_size not in (1, 5):
             raise base.ConfigError("lightweight: disc_output_size must be 1 or 5")
+        if self.dual_contrast_loss and self.disc_output_size != 1:
+            raise base.ConfigError("lightweight: the dual contrastive loss takes one logit per "
+                                   "image: use it with disc_output_size 1 (--disc-output-size 1)")
         if self.recon_loss not in ("mse", "l1"):
             raise base.ConfigError("lightweight: recon_loss must be 'mse' or 'l1'")
         try:
@@ -120,7 +132,8 @@ class Config(base.Config):
             raise base.ConfigError(f"lightweight: {e}") from None
 
     def minibatches(self):
-        return self.gradient_accumulate_every      # each accumulation step has its own batch
+        """Each accumulation step has its own batch; the dual contrastive G step one more."""
+        return self.gradient_accumulate_every * (2 if self.dual_contrast_loss else 1)
 
 
 # no FLAGS: its command (commands/lightweight.py) speaks lucidrains' flags, not the zoo's
@@ -153,7 +166,8 @@ class Generator(L.Chain):
         self.res = resolutions(c.size, 8)
         self.init = B.InitBlock(c.n_z, g_width(c, 4), dtype)           # (N, n_z, 4, 4)
         widths = [g_width(c, r) for r in [4] + self.res]
-        self.ups = L.Sequential(*[B.UpBlock(a, b, dtype=dtype) for a, b in zip(widths, widths[1:])])
+        self.ups = L.Sequential(*[B.UpBlock(a, b, antialias=c.antialias, dtype=dtype)
+                                  for a, b in zip(widths, widths[1:])])
         self.sle = {high: low for low, high in c.sle}
         for low, high in c.sle:
             setattr(self, f"sle{high}", B.SLE(g_width(c, low), g_width(c, high), dtype))
@@ -185,7 +199,7 @@ class Discriminator(L.Chain):
         self.size = c.size
         res = resolutions(c.size, 8)[::-1]                              # size ... 16, 8
         self.stem = B.conv(c.channels, d_width(c, c.size), 3, 1, 1, nobias=False, dtype=dtype)
-        self.downs = L.Sequential(*[B.DownBlock(d_width(c, a), d_width(c, b), dtype)
+        self.downs = L.Sequential(*[B.DownBlock(d_width(c, a), d_width(c, b), dtype, c.antialias)
                                     for a, b in zip(res, res[1:])])
         c8 = d_width(c, 8)
         if c.disc_output_size == 5:         # paper: 8 -> 5 by a valid 4 x 4 conv
@@ -194,10 +208,11 @@ class Discriminator(L.Chain):
         else:                               # lucidrains: 8 -> 4 -> 1
             self.logits = L.Sequential(B.conv(c8, c8, 3, 2, 1, dtype=dtype), B.bn(c8, dtype=dtype),
                                        B.lrelu, B.conv(c8, 1, 4, nobias=False, dtype=dtype))
+        self.blur = B.maybe_blur(c.antialias and c.disc_output_size == 1)   # before the s2 conv
         # lucidrains' second head on the image at 32 x 32 (without its attention layers)
         s1, s2 = min(c.fmap_max, 64), min(c.fmap_max, 32)
         self.small = L.Sequential(B.conv(c.channels, s1, 3, 1, 1, nobias=False, dtype=dtype),
-                                  B.lrelu, B.DownBlock(s1, s2, dtype),
+                                  B.lrelu, B.DownBlock(s1, s2, dtype, c.antialias),
                                   lambda h: F.adaptive_average_pooling_2d(h, 4),
                                   B.conv(s2, 1, 4, nobias=False, dtype=dtype))
         self.r1, self.r2 = min(128, c.size), min(128, c.size // 2)
@@ -212,7 +227,7 @@ class Discriminator(L.Chain):
             h = block(h)
             if h.shape[2] == 16:
                 f16 = h
-        y = self.logits(h)                                              # (N, 1, k, k)
+        y = self.logits(self.blur(h))                                   # (N, 1, k, k)
         y_small = self.small(shrink(x, 32))                             # (N, 1, 1, 1)
         return y, y_small, h, f16
 
@@ -233,6 +248,19 @@ def loss_discriminator(y_real, y_fake):
 def loss_generator(y_fake):
     """L_G = -E D(G(z))."""
     return -F.mean(y_fake)
+
+
+def loss_dual_contrastive(y_a, y_b):
+    """E_i[-a_i + log(e^a_i + sum_j e^b_j)] + E_i[b_i + log(e^-b_i + sum_j e^-a_j)] over the
+    logits a (told apart from all the b by a softmax) and b: D's loss with a = real, b = fake,
+    G's with a = fake, b = real (Yu et al. 2021, lucidrains' dual_contrastive_loss)."""
+    a, b = F.reshape(y_a, (-1,)), F.reshape(y_b, (-1,))
+
+    def half(t1, t2):       # softmax cross-entropy of [t1_i, t2_1 .. t2_M] for class 0
+        rows = F.concat([F.reshape(t1, (-1, 1)),
+                         F.broadcast_to(F.reshape(t2, (1, -1)), (len(t1), len(t2)))], axis=1)
+        return F.mean(F.logsumexp(rows, axis=1) - t1)
+    return half(a, b) + half(-b, -a)
 
 
 def loss_reconstruction(D, x, f8, f16, quadrant, kind="mse"):
@@ -311,8 +339,10 @@ class Updater(training.Updater):
     def update(self, batch):
         c, G, D = self.config, self.models["gen"], self.models["dis"]
         acc = c.gradient_accumulate_every
-        x_all = self.to_device(batch)                                   # (acc m, C, S, S)
-        m = len(x_all) // acc
+        x_all = self.to_device(batch)           # (acc m, C, S, S), twice that with dual contrast
+        m = len(x_all) // c.minibatches()
+        dual = c.dual_contrast_loss
+        loss_d = loss_dual_contrastive if dual else loss_discriminator
         penalize = c.gp_every > 0 and self.step % c.gp_every == 0
         sums = {"loss/dis": 0.0, "loss/dis_small": 0.0, "loss/recon": 0.0, "loss/gen": 0.0}
         aug = lambda x: augment(c, x, self.coin)
@@ -327,8 +357,8 @@ class Updater(training.Updater):
             y_real, ys_real, f8, f16 = D(x_in)
             quadrant = divmod(self.shared(lambda: int(numpy.random.randint(4))), 2)
             recon = loss_reconstruction(D, x_in, f8, f16, quadrant, c.recon_loss)
-            divergence = loss_discriminator(y_real, y_fake)
-            divergence_small = loss_discriminator(ys_real, ys_fake)
+            divergence = loss_d(y_real, y_fake)
+            divergence_small = loss_d(ys_real, ys_fake)
             loss = divergence + divergence_small + recon
             if penalize:
                 penalty = gradient_penalty([y_real, ys_real, y_fake, ys_fake], [x_real, x_fake],
@@ -344,9 +374,15 @@ class Updater(training.Updater):
         G.cleargrads()
         for t in range(acc):
             y_fake, ys_fake, _, _ = D(aug(G(self.to_device(sample_z(c, m)))))
-            loss_G = loss_generator(y_fake) + loss_generator(ys_fake)
-            (loss_G / acc).backward(inputs=G.params())
-            sums["loss/gen"] += float(loss_generator(y_fake).array) / acc
+            if dual:            # G's logits told apart from a real batch's, the roles swapped
+                x_real = Variable(x_all[(acc + t) * m:(acc + t + 1) * m])
+                y_real, ys_real, _, _ = D(aug(x_real))
+                heads = loss_dual_contrastive(y_fake, y_real), loss_dual_contrastive(ys_fake,
+                                                                                     ys_real)
+            else:
+                heads = loss_generator(y_fake), loss_generator(ys_fake)
+            ((heads[0] + heads[1]) / acc).backward(inputs=G.params())
+            sums["loss/gen"] += float(heads[0].array) / acc
         self.optimizers["gen"].update()
 
         # lucidrains' schedule: average every ema_every steps after ema_start; before

@@ -8,6 +8,9 @@
               + LReLU]: two branches summed                                     (N, C, H/2, W/2)
     decoder   up-blocks without noise, then conv 3x3 + tanh: D's self-supervision
 
+antialias (lucidrains' option): the [1 2 1]^2 / 16 blur (F.blur) right after each x2 upsampling and
+right before each downsampling branch.
+
 Noise injection is x + w * noise with noise ~ N(0, 1) of shape (N, 1, H, W) (one map per image,
 shared by the channels) and a learned per-channel w initialised at 0, so G starts noise-free
 (StyleGAN's form; the FastGAN code has one scalar w). Convolutions before a batch norm have no
@@ -67,17 +70,24 @@ class InitBlock(Chain):
         return F.glu(self.bn(h))                                # (N, C, 4, 4)
 
 
-class UpBlock(Chain):
-    """(N, a, H, W) -> (N, b, 2H, 2W): nearest x2, conv 3x3 to 2b, noise, BN, GLU."""
+def maybe_blur(antialias):
+    """F.blur when antialiasing, else the identity."""
+    return F.blur if antialias else (lambda x: x)
 
-    def __init__(self, a, b, noise=True, dtype=numpy.float32):
+
+class UpBlock(Chain):
+    """(N, a, H, W) -> (N, b, 2H, 2W): nearest x2 (blurred with antialias), conv 3x3 to 2b,
+    noise, BN, GLU."""
+
+    def __init__(self, a, b, noise=True, antialias=False, dtype=numpy.float32):
         super().__init__()
+        self.blur = maybe_blur(antialias)
         self.conv = conv(a, 2 * b, 3, 1, 1, dtype=dtype)
         self.noise = NoiseInjection(2 * b, dtype) if noise else None
         self.bn = bn(2 * b, dtype=dtype)
 
     def forward(self, x, noise=None):
-        h = self.conv(F.upsample_nearest(x, 2))                 # (N, 2b, 2H, 2W)
+        h = self.conv(self.blur(F.upsample_nearest(x, 2)))     # (N, 2b, 2H, 2W)
         if self.noise is not None:
             h = self.noise(h, noise)
         return F.glu(self.bn(h))                                # (N, b, 2H, 2W)
@@ -115,16 +125,19 @@ class SLE(Chain):
 
 
 class DownBlock(Chain):
-    """(N, a, H, W) -> (N, b, H/2, W/2): the sum of a strided-conv and an avgpool branch."""
+    """(N, a, H, W) -> (N, b, H/2, W/2): the sum of a strided-conv and an avgpool branch (both
+    of x blurred, with antialias)."""
 
-    def __init__(self, a, b, dtype=numpy.float32):
+    def __init__(self, a, b, dtype=numpy.float32, antialias=False):
         super().__init__()
+        self.blur = maybe_blur(antialias)
         self.main = Sequential(conv(a, b, 4, 2, 1, dtype=dtype), bn(b, dtype=dtype), lrelu,
                                conv(b, b, 3, 1, 1, dtype=dtype), bn(b, dtype=dtype), lrelu)
         self.direct = Sequential(lambda x: F.average_pooling_2d(x, 2),
                                  conv(a, b, 1, dtype=dtype), bn(b, dtype=dtype), lrelu)
 
     def forward(self, x):
+        x = self.blur(x)
         return self.main(x) + self.direct(x)
 
 
