@@ -25,6 +25,19 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(params=["numpy", "jit"])
+def passes(request, monkeypatch):
+    """A test twice: on the NumPy passes (the reference) and on numba's compiled loops."""
+    if request.param == "jit":
+        from minigan.functions import jit
+        if jit.numba is None:
+            pytest.skip("numba is not installed (the minigan[jit] extra)")
+        monkeypatch.setenv("MINIGAN_JIT", "1")
+    else:
+        monkeypatch.setenv("MINIGAN_JIT", "0")
+    return request.param
+
+
 @pytest.fixture
 def rng():
     return numpy.random.RandomState(0)

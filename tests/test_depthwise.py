@@ -1,4 +1,4 @@
-"""depthwise_convolution_2d: gradient checks to second order, the grouped im2col route and PyTorch
+"""depthwise_convolution_2d (its NumPy tap loops and the compiled ones): gradient checks to second order, the grouped im2col route and PyTorch
 as oracles, the routing from convolution_2d, and its errors."""
 import numpy
 import pytest
@@ -22,6 +22,7 @@ CASES = [
     (1, 2, (4, 4), 1, 1, ((0, 0), (0, 0)), 1),          # 1x1: a per-channel scale
 ]
 IDS = [f"N{n}-C{c}-{hw}-k{k}-s{s}-p{p}-d{d}" for n, c, hw, k, s, p, d in CASES]
+pytestmark = pytest.mark.usefixtures("passes")     # the NumPy tap loops and depthwise_jit's
 
 
 def _k(k):

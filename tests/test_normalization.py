@@ -33,18 +33,6 @@ NORMS = {
 CASES = [(name, shape) for name, (_, shapes) in NORMS.items() for shape in shapes]
 
 
-@pytest.fixture(params=["numpy", "jit"])
-def passes(request, monkeypatch):
-    """Each test twice: on the NumPy passes (the reference) and on norm_jit's compiled loops."""
-    if request.param == "jit":
-        if jit.numba is None:
-            pytest.skip("numba is not installed (the minigan[jit] extra)")
-        monkeypatch.setenv("MINIGAN_JIT", "1")
-    else:
-        monkeypatch.setenv("MINIGAN_JIT", "0")
-    return request.param
-
-
 @pytest.mark.parametrize("name,shape", CASES, ids=[f"{n}-{s}" for n, s in CASES])
 def test_gradcheck(name, shape, passes):
     fn, _ = NORMS[name]

@@ -14,7 +14,9 @@ one add over a run, with no columns. The planes (n, c) are walked in blocks of a
 block stays in cache over its kh kw taps.
 Measured on (8, 144, 56, 56), k = 3, forward + backward, 2 shared cores (noisy): the grouped
 im2col route (one GEMM of one row per (n, c)) 90 ms, strided windows of the unpadded input
-75-85 ms, contiguous runs of the phases 35 ms; PyTorch 13-34 ms.
+75-85 ms, contiguous runs of the phases 35 ms; PyTorch 13-34 ms. With numba (minigan[jit]) the
+taps of a plane run as one compiled loop (depthwise_jit.py): 1.6-3.4x faster again on
+EfficientNet-lite0's shapes (benchmarks/fid_speed.py has the network's figures).
 
 The three maps are bilinear and adjoint to one another, so each backward is built from the other
 two nodes and every order of derivative works:
@@ -25,6 +27,7 @@ import numpy
 from .. import backend
 from ..core import FunctionNode, as_array
 from . import im2col as _im
+from . import depthwise_jit, jit
 from .math import sum as _sum
 
 
@@ -71,6 +74,7 @@ class Geometry:
         self.taps = [(i, j, self.h.phase[i] * sx + self.w.phase[j],
                       self.h.offset[i] * self.w.length + self.w.offset[j])
                      for i in range(ksize[0]) for j in range(ksize[1])]
+        self.tap_table = numpy.array(self.taps, numpy.int64)      # for depthwise_jit
 
 
 def _plane_weights(W, N):
@@ -140,15 +144,19 @@ def _conv(x, W, g):
     oh, ow = g.outsize
     xs, wp = x.reshape(N * C, H, Wd), _plane_weights(W, N)
     y = xp.empty((N * C, oh, ow), x.dtype)
-    L = g.run
+    L, compiled = g.run, jit.takes(x, W)
 
     def run(lo, hi):
         ph = _phases(xs[lo:hi], g, xp)
-        acc = xp.zeros((hi - lo, L), x.dtype)
-        tmp = xp.empty((hi - lo, L), x.dtype)
-        for i, j, p, off in g.taps:
-            xp.multiply(ph[:, p, off:off + L], wp[lo:hi, i, j, None], out=tmp)
-            acc += tmp
+        if compiled:
+            acc = numpy.empty((hi - lo, L), x.dtype)
+            depthwise_jit.forward(ph, numpy.ascontiguousarray(wp[lo:hi]), g.tap_table, L, acc)
+        else:
+            acc = xp.zeros((hi - lo, L), x.dtype)
+            tmp = xp.empty((hi - lo, L), x.dtype)
+            for i, j, p, off in g.taps:
+                xp.multiply(ph[:, p, off:off + L], wp[lo:hi, i, j, None], out=tmp)
+                acc += tmp
         y[lo:hi] = acc.reshape(hi - lo, oh, -1)[:, :, :ow]
 
     _blocks(run, N * C, _plane_bytes(g, x.itemsize), xp)
@@ -163,14 +171,19 @@ def _deconv(gy, W, g):
     gs, wp = gy.reshape(N * C, oh, ow), _plane_weights(W, N)
     gx = xp.empty((N * C, H, Wd), gy.dtype)
     L, P = g.run, g.stride[0] * g.stride[1]
+    compiled = jit.takes(gy, W)
 
     def run(lo, hi):
         rows = _rows(gs[lo:hi], g, xp)
-        ph = xp.zeros((hi - lo, P, g.h.length * g.w.length), gy.dtype)
-        tmp = xp.empty((hi - lo, L), gy.dtype)
-        for i, j, p, off in g.taps:
-            xp.multiply(rows, wp[lo:hi, i, j, None], out=tmp)
-            ph[:, p, off:off + L] += tmp
+        if compiled:
+            ph = numpy.empty((hi - lo, P, g.h.length * g.w.length), gy.dtype)
+            depthwise_jit.adjoint(rows, numpy.ascontiguousarray(wp[lo:hi]), g.tap_table, L, ph)
+        else:
+            ph = xp.zeros((hi - lo, P, g.h.length * g.w.length), gy.dtype)
+            tmp = xp.empty((hi - lo, L), gy.dtype)
+            for i, j, p, off in g.taps:
+                xp.multiply(rows, wp[lo:hi, i, j, None], out=tmp)
+                ph[:, p, off:off + L] += tmp
         gx[lo:hi] = _unphase(ph, g, xp)
 
     _blocks(run, N * C, _plane_bytes(g, gy.itemsize), xp)
@@ -185,14 +198,16 @@ def _grad_w(x, gy, g):
     kh, kw = g.ksize
     xs, gs = x.reshape(N * C, H, Wd), gy.reshape(N * C, oh, ow)
     gwp = xp.empty((N * C, kh, kw), x.dtype)
-    L = g.run
+    L, compiled = g.run, jit.takes(x, gy)
 
     def run(lo, hi):
         ph = _phases(xs[lo:hi], g, xp)
-        rows = _rows(gs[lo:hi], g, xp)[:, :, None]              # (B, L, 1)
-        for i, j, p, off in g.taps:
-            # one dot product per plane; the scratch columns of rows are 0
-            gwp[lo:hi, i, j] = xp.matmul(ph[:, None, p, off:off + L], rows)[:, 0, 0]
+        rows = _rows(gs[lo:hi], g, xp)                          # the scratch columns are 0
+        if compiled:
+            depthwise_jit.weights(ph, rows, g.tap_table, L, gwp[lo:hi])
+            return
+        for i, j, p, off in g.taps:     # one dot product per plane
+            gwp[lo:hi, i, j] = xp.matmul(ph[:, None, p, off:off + L], rows[:, :, None])[:, 0, 0]
 
     _blocks(run, N * C, _plane_bytes(g, x.itemsize), xp)
     return gwp.reshape(N, C, 1, kh, kw).sum(axis=0)

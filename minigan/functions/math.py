@@ -233,7 +233,10 @@ class Clip(FunctionNode):
 
     def forward(self, inputs):
         self.retain_inputs((0,))
-        return _xp(inputs[0]).clip(inputs[0], self.lo, self.hi),
+        x = inputs[0]
+        # bounds in x's dtype: Python floats send NumPy's clip down a path 4x slower on float32
+        lo, hi = (None if v is None else x.dtype.type(v) for v in (self.lo, self.hi))
+        return _xp(x).clip(x, lo, hi),
 
     def backward(self, indexes, grad_outputs):
         x, = self.get_retained_inputs()
