@@ -3,7 +3,8 @@
 Where NumPy needs several broadcast passes and temporaries over one array and a compiled loop
 needs one or two, the CPU path may call a loop compiled here. The NumPy code stays the
 reference (and the default without numba); MINIGAN_JIT=0 turns the loops off; tests run both
-and compare them. Used: normalization (norm_jit.py) and the activations' element-wise passes.
+and compare them. Used: normalization (norm_jit.py), depthwise convolution's taps
+(depthwise_jit.py) and the activations' element-wise passes.
 """
 import os
 
