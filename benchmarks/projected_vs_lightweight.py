@@ -43,6 +43,7 @@ def commands(a):
                          "--models-dir", os.path.join(a.out, "models"),
                          "--image-size", str(a.size), "--batch-size", "8",
                          "--gradient-accumulate-every", "1", "--fmap-max", str(a.fmap_max),
+                         "--attn-res-layers", "[]",           # the paper's networks
                          "--num-train-steps", str(a.steps_lightweight),
                          "--evaluate-every", "400", "--save-every", "400",
                          "--calculate-fid-every", str(a.fid_every_lightweight),

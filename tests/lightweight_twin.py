@@ -3,6 +3,7 @@ tests/test_lightweight.py and benchmarks/lightweight_speed.py."""
 import numpy
 
 from minigan.gans import lightweight as lw
+from minigan.links import fastgan as B
 
 
 def torch_twin(c, G, D):
@@ -45,6 +46,44 @@ def torch_twin(c, G, D):
                 h = h + self.w.view(1, -1, 1, 1) * noise
             return tF.glu(self.bn(h), dim=1)
 
+    class Attention(nn.Module):
+        """lucidrains' Residual(PreNorm(LinearAttention)), written after his einsum form."""
+
+        def __init__(self, blk):
+            super().__init__()
+            a = blk.attn
+            self.h, self.dh, self.ks, self.dim = a.heads, a.dim_head, a.kernel_size, \
+                a.to_out.W.shape[0]
+            self.g = nn.Parameter(t(blk.norm.g.array).view(1, -1, 1, 1))
+            self.b = nn.Parameter(t(blk.norm.b.array).view(1, -1, 1, 1))
+            self.lin_q, self.lin_kv, self.q, self.kv, self.out = (
+                conv(a.to_lin_q), conv(a.to_lin_kv), conv(a.to_q), conv(a.to_kv), conv(a.to_out))
+            dw = a.to_lin_kv_dw.W.array
+            self.lin_dw = nn.Conv2d(self.dim, self.dim, 3, padding=1, groups=self.dim,
+                                    bias=False).double()
+            self.lin_dw.weight.data = t(dw)
+
+        def attend(self, fmap):
+            b, _, X, Y = fmap.shape
+            h, dh, ks, scale = self.h, self.dh, self.ks, self.dh ** -0.5
+            heads = lambda z: z.reshape(b * h, -1, X * Y).transpose(1, 2)
+            lq = heads(self.lin_q(fmap)).softmax(-1) * scale
+            lk, lv = map(heads, self.lin_kv(self.lin_dw(fmap)).chunk(2, dim=1))
+            context = torch.einsum("bnd,bne->bde", lk.softmax(-2), lv)
+            lin = torch.einsum("bnd,bde->bne", lq, context).transpose(1, 2).reshape(b, -1, X, Y)
+            q = self.q(fmap).reshape(b * h, dh, X * Y).transpose(1, 2) * scale
+            k, v = (tF.unfold(z.reshape(b * h, dh, X, Y), ks, padding=ks // 2)
+                    .reshape(b * h, dh, ks * ks, X * Y).permute(0, 3, 2, 1)
+                    for z in self.kv(fmap).chunk(2, dim=1))
+            sim = torch.einsum("bid,bijd->bij", q, k)
+            full = torch.einsum("bij,bijd->bid", sim.softmax(-1), v)
+            full = full.transpose(1, 2).reshape(b, -1, X, Y)
+            return self.out(torch.cat((tF.gelu(lin), full), dim=1))
+
+        def forward(self, x):
+            var, mean = torch.var(x, dim=1, unbiased=False, keepdim=True), x.mean(1, keepdim=True)
+            return x + self.attend((x - mean) / (var + 1e-5).sqrt() * self.g + self.b)
+
     class SLE(nn.Module):
         def __init__(self, blk):
             super().__init__()
@@ -66,6 +105,14 @@ def torch_twin(c, G, D):
             x = smooth(x)
             return self.main(x) + self.direct(x)
 
+    def small_layer(blk):
+        """The small head's layers one by one: conv, lrelu, (attention), down, (attention),
+        pool to 4 x 4, conv."""
+        kind = {"Convolution2D": conv, "DownBlock": Down, "ResidualAttention": Attention}
+        if type(blk).__name__ in kind:
+            return kind[type(blk).__name__](blk)
+        return nn.LeakyReLU(0.2) if blk is B.lrelu else nn.AdaptiveAvgPool2d(4)
+
     class TG(nn.Module):
         def __init__(self):
             super().__init__()
@@ -75,11 +122,15 @@ def torch_twin(c, G, D):
             self.ups = nn.ModuleList([Up(b, c.antialias) for b in G.ups])
             self.sles = nn.ModuleDict({str(h): SLE(getattr(G, f"sle{h}")) for _, h in c.sle})
             self.out = conv(G.out)
+            self.attn = nn.ModuleDict({str(w): Attention(getattr(G, f"attn{w}"))
+                                       for w in c.attn_res_layers if hasattr(G, f"attn{w}")})
 
         def forward(self, z, noise):
             h = tF.glu(self.init_bn(self.init(z[:, :, None, None])), dim=1)
             feats = {4: h}
             for i, r in enumerate(G.res):
+                if str(h.shape[2]) in self.attn:
+                    h = self.attn[str(h.shape[2])](h)
                 h = self.ups[i](h, noise[i])
                 if str(r) in self.sles:
                     h = self.sles[str(r)](feats[G.sle[r]], h)
@@ -93,15 +144,17 @@ def torch_twin(c, G, D):
             self.downs = nn.ModuleList([Down(b) for b in D.downs])
             lg = D.logits
             self.logits = nn.Sequential(conv(lg[0]), bn(lg[1]), nn.LeakyReLU(0.2), conv(lg[3]))
-            s = D.small
-            self.small = nn.Sequential(conv(s[0]), nn.LeakyReLU(0.2), Down(s[2]),
-                                       nn.AdaptiveAvgPool2d(4), conv(s[4]))
+            self.small = nn.Sequential(*[small_layer(blk) for blk in D.small])
+            self.attn = nn.ModuleDict({str(w): Attention(getattr(D, f"attn{w}"))
+                                       for w in c.attn_res_layers if hasattr(D, f"attn{w}")})
             self.dec1 = nn.ModuleList([Up(b) for b in D.dec1.ups] + [conv(D.dec1.out)])
             self.dec2 = nn.ModuleList([Up(b) for b in D.dec2.ups] + [conv(D.dec2.out)])
 
         def forward(self, x):
             h = tF.leaky_relu(self.stem(x), 0.2)
             for blk in self.downs:
+                if str(h.shape[2]) in self.attn:
+                    h = self.attn[str(h.shape[2])](h)
                 h = blk(h)
             k = x.shape[2] // 32
             small = self.small(tF.avg_pool2d(x, k) if k > 1 else x)

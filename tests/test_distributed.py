@@ -448,7 +448,7 @@ def some_faces(tmp_path, n=16):
 LIGHT = ["lightweight", "--image-size", 32, "--batch-size", 2, "--gradient-accumulate-every", 2,
          "--fmap-max", 8, "--latent-dim", 8, "--num-image-tiles", 2, "--aug-prob", 0.5,
          "--workers", 0, "--log-every", 1, "--save-every", 2, "--evaluate-every", 2,
-         "--communicator", "mpi", "--sync-bn"]
+         "--communicator", "mpi", "--sync-bn", "--attn-res-layers", "[]"]
 
 
 @needs_mpi

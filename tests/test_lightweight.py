@@ -139,7 +139,8 @@ def test_channel_table_at_256():
 
 # -- the PyTorch twin (tests/lightweight_twin.py) -------------------------------------------------
 
-@pytest.mark.parametrize("options", [{}, {"antialias": True, "disc_output_size": 1}])
+@pytest.mark.parametrize("options", [{}, {"antialias": True, "disc_output_size": 1},
+                                     {"attn_res_layers": (16,)}])
 def test_pytorch_twin_of_g_and_d_in_float64(options):
     c = lw.Config.for_data((3, 64, 64), fmap_max=16, n_z=8, **options)
     numpy.random.seed(0)
@@ -168,9 +169,10 @@ def test_pytorch_twin_of_g_and_d_in_float64(options):
 
 # -- the command on ramen ------------------------------------------------------------------------
 
-TINY = ["--image-size", 32, "--batch-size", 4, "--gradient-accumulate-every", 2,
-        "--fmap-max", 8, "--latent-dim", 8, "--num-image-tiles", 2, "--aug-prob", 0.5,
-        "--workers", 0, "--log-every", 5]
+PLAIN = ["--image-size", 32, "--batch-size", 4, "--gradient-accumulate-every", 2,
+         "--fmap-max", 8, "--latent-dim", 8, "--num-image-tiles", 2, "--aug-prob", 0.5,
+         "--workers", 0, "--log-every", 5]
+TINY = PLAIN + ["--attn-res-layers", "[]"]      # attention (lucidrains' default) costs seconds
 
 
 @pytest.fixture
@@ -282,21 +284,30 @@ def test_bad_inputs_give_one_line(ramen, tmp_path):
     assert not os.path.exists("models/e") and not os.path.exists("models/nothing")
 
 
-def test_antialias_and_dual_contrast_train_and_resume_exactly(ramen):
-    common = ["--data", ramen, *TINY, "--save-every", 2, "--evaluate-every", 2, "--antialias",
-              "--dual-contrast-loss", "--disc-output-size", 1]
-    assert run("lightweight", "--name", "straight", *common, "--num-train-steps", 4)[0] == 0
-    assert run("lightweight", "--name", "split", *common, "--num-train-steps", 2)[0] == 0
-    code, out = run("lightweight", "--name", "split", *common, "--num-train-steps", 4)
+def test_attention_antialias_and_dual_contrast_train_and_resume_exactly(ramen):
+    # attention at 32 (the default) costs seconds a step here: batch 2, the penalty at step 0
+    common = ["--data", ramen, *PLAIN, "--batch-size", 2, "--gradient-accumulate-every", 1,
+              "--save-every", 1, "--evaluate-every", 1, "--antialias", "--dual-contrast-loss",
+              "--disc-output-size", 1]
+    assert run("lightweight", "--name", "straight", *common, "--num-train-steps", 2)[0] == 0
+    assert run("lightweight", "--name", "split", *common, "--num-train-steps", 1)[0] == 0
+    code, out = run("lightweight", "--name", "split", *common, "--num-train-steps", 2)
     assert code == 0 and "continuing from" in out, out
     a, b = params("models/straight/model_2.h5"), params("models/split/model_2.h5")
     assert a.keys() == b.keys() and all(numpy.array_equal(a[k], b[k]) for k in a)
     config = json.load(open("models/split/config.json"))["config"]
     assert config["antialias"] and config["dual_contrast_loss"], config
+    assert config["attn_res_layers"] == [32] and any(k.startswith("dis/attn32/") for k in a)
     assert all(numpy.isfinite(v) for r in log("split") for v in r.values())
     code, out = run("lightweight", "--data", ramen, "--name", "five", *TINY,
                     "--dual-contrast-loss")
     assert code != 0 and "--disc-output-size 1" in error_line(out)
+    code, out = run("lightweight", "--data", ramen, "--name", "five", *PLAIN,
+                    "--attn-res-layers", "[32,x]")
+    assert code != 0 and "a list of widths" in error_line(out)
+    code, out = run("lightweight", "--data", ramen, "--name", "five", *PLAIN,
+                    "--attn-res-layers", "[24]")
+    assert code != 0 and "powers of 2" in error_line(out)
     assert not os.path.exists("models/five")
 
 
@@ -305,7 +316,8 @@ def test_antialias_and_dual_contrast_train_and_resume_exactly(ramen):
 RGBA_RUN = ["--transparent", "--image-size", 32, "--batch-size", 2,
             "--gradient-accumulate-every", 1, "--fmap-max", 8, "--latent-dim", 8,
             "--num-image-tiles", 2, "--aug-prob", 1, "--workers", 0, "--save-every", 1,
-            "--evaluate-every", 1, "--aug-types", "cutout,translation,offset,color,offset_h"]
+            "--evaluate-every", 1, "--aug-types", "cutout,translation,offset,color,offset_h",
+            "--attn-res-layers", "[]"]
 
 
 @pytest.fixture

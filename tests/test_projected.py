@@ -273,7 +273,7 @@ def test_lightweight_calculate_fid_every_writes_fid_jsonl(faces):
                     "--batch-size", 2, "--gradient-accumulate-every", 1, "--num-train-steps", 2,
                     "--fmap-max", 8, "--latent-dim", 8, "--evaluate-every", 2,
                     "--save-every", 2, "--calculate-fid-every", 1,
-                    "--calculate-fid-num-images", 4, "--workers", 0)
+                    "--calculate-fid-num-images", 4, "--workers", 0, "--attn-res-layers", "[]")
     assert code == 0, out
     fid = [json.loads(l) for l in open(os.path.join("results", "f", "fid.jsonl"))]
     assert [r["iteration"] for r in fid] == [1, 2]

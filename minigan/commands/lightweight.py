@@ -43,7 +43,20 @@ from .fid_log import FIDLog, check_fid_ready
 
 GAN = "lightweight"
 MODULE = REGISTRY[GAN]
-UNSUPPORTED = ("attn_res_layers",)
+
+
+class Widths(click.ParamType):
+    """lucidrains' list of widths as fire spells it: [32], [32,64], 32,64, 32 or []."""
+    name = "[W,...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            return tuple(value)
+        text = str(value).strip().strip("[]()").replace(" ", "")
+        try:
+            return tuple(int(w) for w in text.split(",") if w)
+        except ValueError:
+            self.fail(f"{value!r}: a list of widths, e.g. [32] or [32,64]", param, ctx)
 
 
 def option(name, *args, **kwargs):
@@ -255,7 +268,8 @@ def train(o, results, models_dir, device):
             dataset.shape, aug_prob=aug_prob, aug_types=o["aug_types"], alpha=o["learning_rate"],
             gradient_accumulate_every=o["gradient_accumulate_every"],
             disc_output_size=o["disc_output_size"], fmap_max=o["fmap_max"], n_z=o["latent_dim"],
-            antialias=o["antialias"], dual_contrast_loss=o["dual_contrast_loss"])
+            antialias=o["antialias"], dual_contrast_loss=o["dual_contrast_loss"],
+            attn_res_layers=o["attn_res_layers"])
     click.echo(f"data: {dataset.describe()}", err=True)
     on_rank0(lambda: move_old(o, results, models_dir))
     models, optimizers = MODULE.build(config)
@@ -322,7 +336,8 @@ def train(o, results, models_dir, device):
         help="FID (EfficientNet-lite0) of G every N steps, into results/NAME/fid.jsonl.")
 @option("calculate_fid_num_images", type=click.IntRange(2), default=12800, show_default=True,
         help="Generated images per FID.")
-@option("attn_res_layers", default=None, help="Not supported (linear attention).")
+@option("attn_res_layers", type=Widths(), default="[32]", show_default=True,
+        help="Widths of the feature maps that get attention ([] for none).")
 @option("antialias", is_flag=True, help="Blur after each upsampling of G and before each "
         "downsampling of D.")
 @option("dual_contrast_loss", is_flag=True, help="The dual contrastive loss in place of the "
@@ -346,9 +361,6 @@ def lightweight_command(**o):
     o["disc_output_size"] = int(o["disc_output_size"])
     if o["transparent"] and o["greyscale"]:
         raise click.UsageError("--transparent and --greyscale: choose one (as lucidrains)")
-    for flag in UNSUPPORTED:
-        if o[flag]:
-            click.echo(f"--{flag.replace('_', '-')}: not supported by minigan; ignored", err=True)
     try:
         parse_types(o["aug_types"])
     except ValueError as e:

@@ -1,11 +1,12 @@
 """Differentiable ops: `import minigan.functions as F`."""
-from .activation import elu, glu, leaky_relu, relu, relu6, sigmoid, softplus, swish, tanh  # noqa
+from .activation import (elu, gelu, glu, leaky_relu, relu, relu6, sigmoid, softplus,  # noqa
+                         swish, tanh)
 from .array import (broadcast_to, cast, concat, expand_dims, flatten, get_item, pad,  # noqa
                     reshape, split_axis, squeeze, stack, sum_to, transpose, where)
 from .connection import linear  # noqa
 from .loss import (log_softmax, mean_absolute_error, mean_squared_error,  # noqa
-                   sigmoid_cross_entropy, softmax_cross_entropy)
-from .math import (abs, add, clip, div, exp, log, logsumexp, matmul, max, mean, min,  # noqa
+                   sigmoid_cross_entropy, softmax, softmax_cross_entropy)
+from .math import (abs, add, clip, div, erf, exp, log, logsumexp, matmul, max, mean, min,  # noqa
                    mul, neg, pow, sqrt, square, sub, sum)
 from .noise import dropout  # noqa
 from .convolution import convolution_2d, deconvolution_2d  # noqa

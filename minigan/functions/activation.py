@@ -1,11 +1,13 @@
 """Activation functions. Masks are constants, so each backward is differentiable again."""
+import math
+
 import numpy
 
 from .. import backend, cuda
 from ..core import FunctionNode, config
 from . import jit
 from .array import split_axis
-from .math import clip, mul
+from .math import clip, erf, mul
 
 
 def _xp(x):
@@ -169,6 +171,12 @@ def softplus(x, beta=1.0):
 def swish(x, beta=1.0):
     """x sigmoid(beta x) (Ramachandran et al. 2017; SiLU for beta = 1)."""
     return mul(x, sigmoid(x * beta))
+
+
+def gelu(x):
+    """x Phi(x) = x (1 + erf(x / sqrt 2)) / 2, Phi the normal CDF (Hendrycks and Gimpel 2016;
+    torch's nn.GELU(), not its tanh approximation). Built of erf, so every order works."""
+    return x * (erf(x * (1 / math.sqrt(2))) + 1.0) * 0.5
 
 
 def glu(x, axis=1):

@@ -6,6 +6,7 @@ reference (and the default without numba); MINIGAN_JIT=0 turns the loops off; te
 and compare them. Used: normalization (norm_jit.py), depthwise convolution's taps
 (depthwise_jit.py) and the activations' element-wise passes.
 """
+import math
 import os
 
 import numpy
@@ -68,6 +69,12 @@ def _relu_grad(y, gy, gx, lo, hi):
         gx[i] = gy[i] * (1.0 if y[i] > 0 else 0.0)
 
 
+def _erf(x, y, lo, hi):
+    """y = erf(x) (libm's, as math.erf)."""
+    for i in range(lo, hi):
+        y[i] = math.erf(x[i])
+
+
 def elementwise(fn, out_like, *args):
     """A new array like out_like, filled by the loop fn(*args, out, lo, hi) over flat blocks."""
     arrays = [numpy.ascontiguousarray(a).reshape(-1) if isinstance(a, numpy.ndarray) else a
@@ -91,3 +98,7 @@ def leaky_relu_grad(x, gy, slope):
 
 def relu_grad(y, gy):
     return elementwise(_relu_grad, gy, y, gy)
+
+
+def erf(x):
+    return elementwise(_erf, x, x)

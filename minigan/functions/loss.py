@@ -3,7 +3,7 @@ from .. import backend
 from ..core import as_array, as_variable
 from .activation import softplus
 from .array import get_item
-from .math import _operands, abs, logsumexp, mean, square, sum
+from .math import _operands, abs, exp, logsumexp, mean, square, sum
 
 
 def _same_shape(name, x, t):
@@ -34,6 +34,11 @@ def sigmoid_cross_entropy(x, t):
 def log_softmax(x, axis=1):
     """x - log sum exp x along axis."""
     return x - logsumexp(x, axis, keepdims=True)
+
+
+def softmax(x, axis=1):
+    """e^x / sum e^x along axis (through log_softmax: stable for large x)."""
+    return exp(log_softmax(x, axis))
 
 
 def softmax_cross_entropy(x, t):

@@ -1,8 +1,11 @@
 """Arithmetic with broadcasting, powers, exponentials and reductions."""
+import math
+
 import numpy
 
 from .. import backend
 from ..core import FunctionNode, Variable, as_variable
+from . import jit
 from .array import broadcast_to, reshape, sum_to
 
 
@@ -197,6 +200,28 @@ class Exp(FunctionNode):
         return grad_outputs[0] * y,
 
 
+def _erf(x):
+    """erf of an array: cupyx on CuPy, a compiled loop with numba, else math.erf per element
+    (NumPy has no erf; exact, but about 100 ns a value)."""
+    xp = _xp(x)
+    if xp is not numpy:
+        import cupyx.scipy.special
+        return cupyx.scipy.special.erf(x)
+    if jit.takes(x):
+        return jit.erf(x)
+    return numpy.frompyfunc(math.erf, 1, 1)(x).astype(x.dtype)
+
+
+class Erf(FunctionNode):
+    def forward(self, inputs):
+        self.retain_inputs((0,))
+        return _erf(inputs[0]),
+
+    def backward(self, indexes, grad_outputs):
+        x, = self.get_retained_inputs()      # d erf / dx = 2 / sqrt(pi) e^(-x^2)
+        return grad_outputs[0] * (exp(-(x * x)) * (2 / math.sqrt(math.pi))),
+
+
 class Log(FunctionNode):
     def forward(self, inputs):
         self.retain_inputs((0,))
@@ -248,6 +273,11 @@ class Clip(FunctionNode):
 def exp(x):
     """e ** x."""
     return Exp().apply((x,))[0]
+
+
+def erf(x):
+    """The error function, 2 / sqrt(pi) int_0^x e^(-t^2) dt."""
+    return Erf().apply((x,))[0]
 
 
 def log(x):

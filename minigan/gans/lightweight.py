@@ -56,7 +56,12 @@ Options of lucidrains 1.2.1, off by default as there:
       a softmax, and each fake from the reals, L_D = E_i[-r_i + log(e^r_i + sum_j e^f_j)] +
       E_i[f_i + log(e^-f_i + sum_j e^-r_j)]; G's loss swaps the roles, so its step reads a real
       batch too. One logit per image: disc_output_size 1 (lucidrains asserts it).
-Left out (optional in the issue): linear attention (attn_res_layers).
+    attn_res_layers (lucidrains' default [32] on his command line, and minigan's command's):
+      x + A(ChannelNorm(x)) with lucidrains' attention (links/attention.py: linear attention plus
+      full attention in 3 x 3 neighbourhoods) on the feature maps of the listed widths, before
+      G's up-block and D's down-block that read them; with any width listed, D's small head has
+      lucidrains' two attention layers too (his are always there). The Config's default is
+      none, which is the paper's networks.
 """
 import dataclasses
 
@@ -69,6 +74,7 @@ from .. import training
 from ..augment import augment_types, parse_types
 from ..core import Variable, no_backprop_mode, using_config
 from ..links import fastgan as B
+from ..links.attention import ResidualAttention
 from ..optimizers import Adam, ExponentialMovingAverage
 from . import base
 from .base import sample_z  # noqa: F401 (this GAN's noise)
@@ -104,6 +110,7 @@ class Config(base.Config):
     ema_reset_until: int = 25000
     antialias: bool = False
     dual_contrast_loss: bool = False
+    attn_res_layers: tuple = ()     # widths of the maps that get attention (lucidrains: [32])
 
     @classmethod
     def for_data(cls, shape, **overrides):
@@ -119,6 +126,10 @@ class Config(base.Config):
 
     def __post_init__(self):
         self.sle = tuple(tuple(p) for p in self.sle)
+        self.attn_res_layers = tuple(int(w) for w in self.attn_res_layers)
+        if any(w < 4 or w & (w - 1) for w in self.attn_res_layers):
+            raise base.ConfigError(f"lightweight: attn_res_layers {list(self.attn_res_layers)}: "
+                                   "widths are powers of 2, at least 4")
         if self.disc_output_size not in (1, 5):
             raise base.ConfigError("lightweight: disc_output_size must be 1 or 5")
         if self.dual_contrast_loss and self.disc_output_size != 1:
@@ -172,6 +183,9 @@ class Generator(L.Chain):
         for low, high in c.sle:
             setattr(self, f"sle{high}", B.SLE(g_width(c, low), g_width(c, high), dtype))
         self.out = B.conv(widths[-1], c.channels, 3, 1, 1, nobias=False, dtype=dtype)
+        self.attn = [r // 2 for r in self.res if r // 2 in c.attn_res_layers]
+        for w in self.attn:                 # on the up-block's input of width w
+            setattr(self, f"attn{w}", ResidualAttention(g_width(c, w), dtype=dtype))
 
     def noise_shapes(self, n):
         """The shapes of the noise maps of the up-blocks, (N, 1, res, res) each."""
@@ -184,6 +198,8 @@ class Generator(L.Chain):
         h = self.init(z)
         feats = {4: h}
         for i, r in enumerate(self.res):
+            if r // 2 in self.attn:
+                h = getattr(self, f"attn{r // 2}")(h)
             h = self.ups[i](h, None if noise is None else noise[i])    # (N, C_r, r, r)
             if r in self.sle:
                 h = getattr(self, f"sle{r}")(feats[self.sle[r]], h)
@@ -209,11 +225,15 @@ class Discriminator(L.Chain):
             self.logits = L.Sequential(B.conv(c8, c8, 3, 2, 1, dtype=dtype), B.bn(c8, dtype=dtype),
                                        B.lrelu, B.conv(c8, 1, 4, nobias=False, dtype=dtype))
         self.blur = B.maybe_blur(c.antialias and c.disc_output_size == 1)   # before the s2 conv
-        # lucidrains' second head on the image at 32 x 32 (without its attention layers)
+        self.attn = [a for a in res[:-1] if a in c.attn_res_layers]
+        for w in self.attn:                 # on the down-block's input of width w
+            setattr(self, f"attn{w}", ResidualAttention(d_width(c, w), dtype=dtype))
+        # lucidrains' second head on the image at 32 x 32 (his attention layers with attention)
         s1, s2 = min(c.fmap_max, 64), min(c.fmap_max, 32)
+        attn = (lambda ch: [ResidualAttention(ch, dtype=dtype)]) if c.attn_res_layers else (lambda ch: [])
         self.small = L.Sequential(B.conv(c.channels, s1, 3, 1, 1, nobias=False, dtype=dtype),
-                                  B.lrelu, B.DownBlock(s1, s2, dtype, c.antialias),
-                                  lambda h: F.adaptive_average_pooling_2d(h, 4),
+                                  B.lrelu, *attn(s1), B.DownBlock(s1, s2, dtype, c.antialias),
+                                  *attn(s2), lambda h: F.adaptive_average_pooling_2d(h, 4),
                                   B.conv(s2, 1, 4, nobias=False, dtype=dtype))
         self.r1, self.r2 = min(128, c.size), min(128, c.size // 2)
         self.dec1 = B.SimpleDecoder(c8, c.channels, (self.r1 // 8).bit_length() - 1, dtype)
@@ -224,6 +244,8 @@ class Discriminator(L.Chain):
         h = B.lrelu(self.stem(x))                                       # (N, ., size, size)
         f16 = None
         for block in self.downs:
+            if h.shape[2] in self.attn:
+                h = getattr(self, f"attn{h.shape[2]}")(h)
             h = block(h)
             if h.shape[2] == 16:
                 f16 = h
