@@ -5,7 +5,10 @@ The step is the chapter's: D on augmentation-free real and fake (both heads), th
 loss of decoder 1, the penalty when asked, Adam; then G through D. The twin is the test's
 (tests/lightweight_twin.py), loaded by its path. Noisy on a shared CPU.
 
+--attn 32 (or 16,32) adds lucidrains' attention at those widths, to both (his default is 32).
+
 Usage: python benchmarks/lightweight_speed.py [--sizes 64,128] [--batch 8] [--reps 3] [--threads 2]
+                                              [--attn 32]
 """
 import argparse
 import importlib.util
@@ -135,12 +138,14 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--attn", default="", help="attention widths, e.g. 32 (default: none)")
     a = ap.parse_args()
+    attn = tuple(int(w) for w in a.attn.split(",") if w)
     import torch
     torch.set_num_threads(a.threads)
     torch_twin = _twin()
     for size in map(int, a.sizes.split(",")):
-        c = lw.Config.for_data((3, size, size))
+        c = lw.Config.for_data((3, size, size), attn_res_layers=attn)
         numpy.random.seed(0)
         models, opts = lw.build(c)
         G, D = models["gen"], models["dis"]
@@ -150,7 +155,8 @@ def main():
         oD = torch.optim.Adam(tD.parameters(), c.alpha, (c.beta1, c.beta2))
         batch = numpy.random.uniform(-1, 1, (a.batch, 3, size, size)).astype(numpy.float32)
         count = lambda net: sum(p.size for p in net.params())
-        print(f"{size} px, batch {a.batch}: G {count(G):,} D {count(D):,} parameters; "
+        print(f"{size} px, batch {a.batch}, attention at {list(attn)}: G {count(G):,} "
+              f"D {count(D):,} parameters; "
               f"~{gflop(c, G, D, a.batch):.1f} GFLOP per step (convs, no penalty)", flush=True)
         rng = numpy.random.RandomState(1)
         inputs = (batch,) + draws(rng, c, G, a.batch) + draws(rng, c, G, a.batch)  # not timed
