@@ -214,14 +214,21 @@ def test_train_outputs_recon_falls_and_ema_differs(ramen):
     assert ema and any((p[k] != p["gen/" + k[8:]]).any() for k in ema)
 
 
-def test_resume_is_exact_and_new_moves_aside(ramen):
-    common = ["--data", ramen, *TINY, "--save-every", 3, "--evaluate-every", 3]
-    assert run("lightweight", "--name", "straight", *common, "--num-train-steps", 6)[0] == 0
-    assert run("lightweight", "--name", "split", *common, "--num-train-steps", 3)[0] == 0
-    code, out = run("lightweight", "--name", "split", *common, "--num-train-steps", 6)
+def resumed_equals_straight(common, steps):
+    """Train `steps` in one run ('straight') and in two halves ('split'): the same bits in
+    checkpoint 2 (the last); returns its parameters."""
+    assert run("lightweight", "--name", "straight", *common, "--num-train-steps", steps)[0] == 0
+    assert run("lightweight", "--name", "split", *common, "--num-train-steps", steps // 2)[0] == 0
+    code, out = run("lightweight", "--name", "split", *common, "--num-train-steps", steps)
     assert code == 0 and "continuing from" in out, out
     a, b = params("models/straight/model_2.h5"), params("models/split/model_2.h5")
     assert a.keys() == b.keys() and all(numpy.array_equal(a[k], b[k]) for k in a)
+    return a
+
+
+def test_resume_is_exact_and_new_moves_aside(ramen):
+    common = ["--data", ramen, *TINY, "--save-every", 3, "--evaluate-every", 3]
+    resumed_equals_straight(common, 6)
     code, out = run("lightweight", "--name", "split", *common, "--num-train-steps", 3, "--new")
     assert code == 0 and "moved the earlier" in out, out
     assert os.path.isfile("models/split-old-1/model_2.h5")
@@ -289,12 +296,7 @@ def test_attention_antialias_and_dual_contrast_train_and_resume_exactly(ramen):
     common = ["--data", ramen, *PLAIN, "--batch-size", 2, "--gradient-accumulate-every", 1,
               "--save-every", 1, "--evaluate-every", 1, "--antialias", "--dual-contrast-loss",
               "--disc-output-size", 1]
-    assert run("lightweight", "--name", "straight", *common, "--num-train-steps", 2)[0] == 0
-    assert run("lightweight", "--name", "split", *common, "--num-train-steps", 1)[0] == 0
-    code, out = run("lightweight", "--name", "split", *common, "--num-train-steps", 2)
-    assert code == 0 and "continuing from" in out, out
-    a, b = params("models/straight/model_2.h5"), params("models/split/model_2.h5")
-    assert a.keys() == b.keys() and all(numpy.array_equal(a[k], b[k]) for k in a)
+    a = resumed_equals_straight(common, 2)
     config = json.load(open("models/split/config.json"))["config"]
     assert config["antialias"] and config["dual_contrast_loss"], config
     assert config["attn_res_layers"] == [32] and any(k.startswith("dis/attn32/") for k in a)
