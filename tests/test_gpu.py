@@ -30,6 +30,8 @@ OPS = {
     "relu": (F.relu, [X], 1), "leaky_relu": (F.leaky_relu, [X], 1), "elu": (F.elu, [X], 1),
     "relu6": (F.relu6, [X * 4], 1), "sigmoid": (F.sigmoid, [X], 1), "tanh": (F.tanh, [X], 1),
     "softplus": (F.softplus, [X], 1), "swish": (F.swish, [X], 1), "glu": (F.glu, [X[:, :4]], 1),
+    "gelu": (F.gelu, [X], 1), "erf": (F.erf, [X], 1), "softmax": (F.softmax, [X], 1),
+    "blur": (F.blur, [IMG], 1),
     "broadcast_to": (lambda x: F.broadcast_to(x, (3, 4, 5)), [r(3, 1, 5)], 1),
     "cast": (lambda x: F.cast(x, numpy.float64), [X], 1),
     "concat": (lambda a, b: F.concat([a, b], axis=1), [A, r(3, 2, 5)], 2),
