@@ -81,7 +81,7 @@ def run_folder(out, name):
 
 def curve(folder):
     """(steps, training minutes, FID) at each evaluation; minutes interpolated from log.jsonl."""
-    log, fid = read_jsonl(os.path.join(folder, "log.jsonl")), read_jsonl(os.path.join(folder, "fid.jsonl"))
+    log, fid = (read_jsonl(os.path.join(folder, f)) for f in ("log.jsonl", "fid.jsonl"))
     it = [0] + [r["iteration"] for r in log]
     elapsed = [0.0] + [r["elapsed"] for r in log]
     steps = numpy.array([r["iteration"] for r in fid])

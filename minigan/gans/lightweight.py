@@ -228,9 +228,9 @@ class Discriminator(L.Chain):
         self.attn = [a for a in res[:-1] if a in c.attn_res_layers]
         for w in self.attn:                 # on the down-block's input of width w
             setattr(self, f"attn{w}", ResidualAttention(d_width(c, w), dtype=dtype))
-        # lucidrains' second head on the image at 32 x 32 (his attention layers with attention)
+        # lucidrains' second head on the image at 32 x 32 (his two attention layers, with any)
         s1, s2 = min(c.fmap_max, 64), min(c.fmap_max, 32)
-        attn = (lambda ch: [ResidualAttention(ch, dtype=dtype)]) if c.attn_res_layers else (lambda ch: [])
+        attn = lambda ch: [ResidualAttention(ch, dtype=dtype)] if c.attn_res_layers else []
         self.small = L.Sequential(B.conv(c.channels, s1, 3, 1, 1, nobias=False, dtype=dtype),
                                   B.lrelu, *attn(s1), B.DownBlock(s1, s2, dtype, c.antialias),
                                   *attn(s2), lambda h: F.adaptive_average_pooling_2d(h, 4),
