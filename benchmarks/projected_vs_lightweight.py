@@ -13,7 +13,7 @@ faces of each final EMA generator, fixed latents; ProjectedGAN on top) and print
 
 Usage: python benchmarks/projected_vs_lightweight.py --data ../shared/data/faces64 [--out DIR]
            [--steps-projected 640] [--steps-lightweight 3200] [--fid-images 300]
-       python benchmarks/projected_vs_lightweight.py --out DIR --plot-only
+       python benchmarks/projected_vs_lightweight.py --out DIR --plot-only [--final-fid 2000]
 """
 import argparse
 import glob
@@ -95,6 +95,22 @@ def final_snapshot(out, name):
     return sorted(glob.glob(os.path.join(run_folder(out, name), "network-snapshot-*.h5")))[-1]
 
 
+def snapshot_fids(data, paths, n, seed=1):
+    """{path: FID of n images of the snapshot's EMA generator (the G the grid shows)}, fixed
+    latents, against the data folder."""
+    import minigan
+    from minigan import metrics
+    stats = metrics.statistics(data)
+    out = {}
+    for path in paths:
+        trained = minigan.load(path)
+        z = trained.module.sample_z(trained.config, n, numpy.random.RandomState(seed))
+        x = numpy.concatenate([numpy.asarray(trained.module.generate(
+            trained.models["gen_ema"], z[i:i + 50])) for i in range(0, n, 50)])
+        out[path] = metrics.fid_of_samples(x, stats).fid
+    return out
+
+
 def faces(out, n=16, seed=0):
     """n images of each final EMA generator (fixed latents), and each G's parameter count."""
     import minigan
@@ -139,6 +155,11 @@ def report(a):
         for s, m, f in zip(steps, minutes, fid):
             print(f"{name:12s} {s:6d} {m:8.1f} {f:8.2f}")
     print(f"wrote {os.path.join(a.out, 'fid.png')} and {os.path.join(a.out, 'grid.png')}")
+    if a.final_fid:
+        paths = [final_snapshot(a.out, name) for name in ("projected", "lightweight")]
+        print(f"FID (EfficientNet-lite0) of {a.final_fid} images of the last EMA generators:")
+        for path, fid in snapshot_fids(a.data, paths, a.final_fid).items():
+            print(f"  {os.path.relpath(path, a.out):60s} {fid:8.2f}", flush=True)
 
 
 def main():
@@ -154,6 +175,8 @@ def main():
     p.add_argument("--fid-every-lightweight", type=int, default=160)
     p.add_argument("--fid-images", type=int, default=300)
     p.add_argument("--plot-only", action="store_true", help="only read OUT and draw")
+    p.add_argument("--final-fid", type=int, default=0, metavar="N",
+                   help="also the FID of N images of each last snapshot")
     a = p.parse_args()
     if not a.plot_only:
         race(a)
