@@ -3,7 +3,8 @@ N images, minigan beside its PyTorch twin.
 
 The images (faces64 from the shared data, or any --data folder) are decoded and resized once, as
 minigan.metrics prepares them for the network (224 x 224 PIL bicubic on float pixels; 299 x 299
-bilinear for Inception); that step is timed on its own. Then the two networks take the same batches, no gradient, in stretches of 5
+bilinear for Inception); that step is timed on its own. Then the two networks take the same
+batches, no gradient, in stretches of 5
 batches in turn, ABBA (this VM's speed drifts, so only figures taken side by side compare),
 with a pause at each switch: run right after the other, each meets the other's threads still
 spinning (minigan right after PyTorch, batch 50: 7.5 s against 6.8 s after a 0.5 s pause). The PyTorch twin is
@@ -39,15 +40,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.environ.get("MINIGAN_TEST_DATA") or reference.shared_dir("data")
 
 
+def tests_module(name):
+    """tests/NAME.py, loaded by its path (the twins live beside the tests)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, "..", "tests",
+                                                                     name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_twin(threads):
     """The PyTorch twin of tests/test_efficientnet.py, in eval mode."""
     import torch
     torch.set_num_threads(threads)
-    path = os.path.join(HERE, "..", "tests", "test_efficientnet.py")
-    spec = importlib.util.spec_from_file_location("efficientnet_twin", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.twin(torch, weights.efficientnet_lite0_file())
+    return tests_module("test_efficientnet").twin(torch, weights.efficientnet_lite0_file())
 
 
 def torch_features(threads):
@@ -125,11 +131,7 @@ def inception_pair(threads, use_torch):
     import torch
     from minigan.models.inception import InceptionV3
     torch.set_num_threads(threads)
-    spec = importlib.util.spec_from_file_location(
-        "inception_twin", os.path.join(HERE, "..", "tests", "inception_twin.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    twin = module.build(torch)
+    twin = tests_module("inception_twin").build(torch)
     runs = {"minigan": minigan_features(
         InceptionV3({k: v.numpy() for k, v in twin.state_dict().items()}))}
 

@@ -89,39 +89,31 @@ def curve(folder):
 
 
 def final_snapshot(out, name):
+    """The last snapshot file of one command's run."""
+    from minigan.training import snapshots
     if name == "lightweight":
-        return sorted(glob.glob(os.path.join(out, "models", "faces", "model_*.h5")),
-                      key=lambda p: int(p.rsplit("_", 1)[1].split(".")[0]))[-1]
-    return sorted(glob.glob(os.path.join(run_folder(out, name), "network-snapshot-*.h5")))[-1]
+        return snapshots(os.path.join(out, "models", "faces"), "model_*.h5")[-1]
+    return snapshots(run_folder(out, name), "network-snapshot-*.h5")[-1]
+
+
+def ema_images(path, n, seed):
+    """n images (in batches of 50) of the snapshot's EMA generator from fixed latents, and that
+    G's parameter count."""
+    import minigan
+    trained = minigan.load(path)
+    G = trained.models["gen_ema"]
+    z = trained.module.sample_z(trained.config, n, numpy.random.RandomState(seed))
+    x = numpy.concatenate([numpy.asarray(trained.module.generate(G, z[i:i + 50]))
+                           for i in range(0, n, 50)])
+    return x, G.count_params()
 
 
 def snapshot_fids(data, paths, n, seed=1):
-    """{path: FID of n images of the snapshot's EMA generator (the G the grid shows)}, fixed
-    latents, against the data folder."""
-    import minigan
+    """{path: FID of n images of the snapshot's EMA generator (the G the grid shows)}."""
     from minigan import metrics
     stats = metrics.statistics(data)
-    out = {}
-    for path in paths:
-        trained = minigan.load(path)
-        z = trained.module.sample_z(trained.config, n, numpy.random.RandomState(seed))
-        x = numpy.concatenate([numpy.asarray(trained.module.generate(
-            trained.models["gen_ema"], z[i:i + 50])) for i in range(0, n, 50)])
-        out[path] = metrics.fid_of_samples(x, stats).fid
-    return out
-
-
-def faces(out, n=16, seed=0):
-    """n images of each final EMA generator (fixed latents), and each G's parameter count."""
-    import minigan
-    images, counts = {}, {}
-    for name in ("projected", "lightweight"):
-        trained = minigan.load(final_snapshot(out, name))
-        G = trained.models["gen_ema"]
-        z = trained.module.sample_z(trained.config, n, numpy.random.RandomState(seed))
-        images[name] = numpy.asarray(trained.module.generate(G, z))
-        counts[name] = G.count_params()
-    return images, counts
+    return {path: metrics.fid_of_samples(ema_images(path, n, seed)[0], stats).fid
+            for path in paths}
 
 
 def plot(curves, path):
@@ -145,11 +137,11 @@ def report(a):
     from minigan.visualize import save_image, tile, to_uint8
     curves = {name: curve(run_folder(a.out, name)) for name in ("projected", "lightweight")}
     plot(curves, os.path.join(a.out, "fid.png"))
-    images, counts = faces(a.out)
-    grid = tile(to_uint8(numpy.concatenate([images["projected"], images["lightweight"]])), ncol=16)
+    names = ("projected", "lightweight")
+    faces = {name: ema_images(final_snapshot(a.out, name), 16, seed=0) for name in names}
+    grid = tile(to_uint8(numpy.concatenate([faces[name][0] for name in names])), ncol=16)
     save_image(grid, os.path.join(a.out, "grid.png"))
-    print(f"G parameters: projected {counts['projected'] / 1e6:.2f}M, "
-          f"lightweight {counts['lightweight'] / 1e6:.2f}M")
+    print("G parameters: " + ", ".join(f"{name} {faces[name][1] / 1e6:.2f}M" for name in names))
     print(f"{'':12s} {'step':>6s} {'minutes':>8s} {'FID':>8s}")
     for name, (steps, minutes, fid) in curves.items():
         for s, m, f in zip(steps, minutes, fid):

@@ -398,7 +398,8 @@ class Updater(training.Updater):
             y_fake, ys_fake, _, _ = D(aug(G(self.to_device(sample_z(c, m)))))
             if dual:            # G's logits told apart from a real batch's, the roles swapped
                 x_real = Variable(x_all[(acc + t) * m:(acc + t + 1) * m])
-                y_real, ys_real, _, _ = D(aug(x_real))
+                with no_backprop_mode():        # constants for G: no graph through D
+                    y_real, ys_real, _, _ = D(aug(x_real))
                 heads = loss_dual_contrastive(y_fake, y_real), loss_dual_contrastive(ys_fake,
                                                                                      ys_real)
             else:

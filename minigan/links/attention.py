@@ -9,19 +9,15 @@ A(x) adds two views of the map, each with h heads of d channels (8 x 64), over n
     attends to the padding's zero keys, with logit 0, as torch's unfold gives them):
         out_loc[i] = sum_{j in N(i)} softmax_j(q_i . k_j / sqrt(d)) v_j
   then A(x) = conv1x1([out_lin, out_loc]) back to x's channels.
-Convolutions without bias except the last; weights N(0, 0.02) as the rest of minigan's FastGAN.
+Convolutions without bias except the last; weights N(0, 0.02): fastgan.conv, as the rest of
+minigan's FastGAN.
 """
 import numpy
 
 from .. import functions as F
-from ..initializers import Normal, One, Zero
-from .connection import Convolution2D
+from ..initializers import One, Zero
+from .fastgan import conv
 from .link import Chain, Link
-
-
-def _conv(a, b, k=1, groups=1, bias=False, dtype=numpy.float32):
-    return Convolution2D(a, b, k, 1, k // 2, nobias=not bias, initialW=Normal(0.02),
-                         groups=groups, dtype=dtype)
 
 
 class ChannelNorm(Link):
@@ -70,12 +66,12 @@ class LinearAttention(Chain):
         super().__init__()
         self.heads, self.dim_head, self.kernel_size = heads, dim_head, kernel_size
         inner = dim_head * heads
-        self.to_lin_q = _conv(dim, inner, dtype=dtype)
-        self.to_lin_kv_dw = _conv(dim, dim, 3, groups=dim, dtype=dtype)    # depthwise 3 x 3
-        self.to_lin_kv = _conv(dim, 2 * inner, dtype=dtype)
-        self.to_q = _conv(dim, inner, dtype=dtype)
-        self.to_kv = _conv(dim, 2 * inner, dtype=dtype)
-        self.to_out = _conv(2 * inner, dim, bias=True, dtype=dtype)
+        self.to_lin_q = conv(dim, inner, 1, dtype=dtype)
+        self.to_lin_kv_dw = conv(dim, dim, 3, 1, 1, groups=dim, dtype=dtype)    # depthwise 3x3
+        self.to_lin_kv = conv(dim, 2 * inner, 1, dtype=dtype)
+        self.to_q = conv(dim, inner, 1, dtype=dtype)
+        self.to_kv = conv(dim, 2 * inner, 1, dtype=dtype)
+        self.to_out = conv(2 * inner, dim, 1, nobias=False, dtype=dtype)
 
     def forward(self, x):
         N, _, X, Y = x.shape

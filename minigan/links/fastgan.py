@@ -30,9 +30,10 @@ def lrelu(h):
     return F.leaky_relu(h, 0.2)
 
 
-def conv(a, b, k, s=1, p=0, nobias=True, dtype=numpy.float32):
+def conv(a, b, k, s=1, p=0, nobias=True, groups=1, dtype=numpy.float32):
     """Convolution2D with N(0, 0.02) weights, no bias unless asked."""
-    return Convolution2D(a, b, k, s, p, nobias=nobias, initialW=Normal(0.02), dtype=dtype)
+    return Convolution2D(a, b, k, s, p, nobias=nobias, initialW=Normal(0.02), groups=groups,
+                         dtype=dtype)
 
 
 def bn(c, eps=1e-5, dtype=numpy.float32):
