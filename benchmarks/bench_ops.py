@@ -20,6 +20,8 @@ import numpy
 import minigan.functions as F
 from minigan.core import Variable
 
+import reference
+
 
 def pix2pix_layers():
     """(name, kind, cin, cout, k, s, p, input size) of the generator's convolutions.
@@ -197,7 +199,9 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--wait-idle", type=float, default=0, metavar="S",
                     help="before each row, wait up to S seconds for other processes to go idle")
+    reference.add_malloc_flag(ap)
     args = ap.parse_args(argv)
+    print(reference.host_memory(args), flush=True)
 
     torch = None
     if not args.no_torch:

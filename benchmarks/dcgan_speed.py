@@ -131,7 +131,9 @@ def main(argv=None):
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="Afterwards, cProfile N minigan steps.")
     ap.add_argument("--torch-ref", default=None, help="the folder of torch_dcgan.py")
+    reference.add_malloc_flag(ap)
     args = ap.parse_args(argv)
+    print(reference.host_memory(args), flush=True)
 
     steps = {"minigan": minigan_step(args.batch)}
     source = None

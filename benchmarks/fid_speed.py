@@ -165,7 +165,9 @@ def main():
     ap.add_argument("--reps", type=int, default=3, help="with --taps")
     ap.add_argument("--features", choices=("efficientnet-lite0", "inception"),
                     default="efficientnet-lite0")
+    reference.add_malloc_flag(ap)
     args = ap.parse_args()
+    print(reference.host_memory(args), flush=True)
     _, size, label, prepare = metrics.FEATURES[args.features]
 
     files = metrics.folder_files(args.data)

@@ -23,6 +23,8 @@ import minigan.functions as F
 from minigan import Variable
 from minigan.gans import lightweight as lw
 
+import reference
+
 
 def _twin():
     """torch_twin from tests/lightweight_twin.py, loaded by its path."""
@@ -139,7 +141,9 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--attn", default="", help="attention widths, e.g. 32 (default: none)")
+    reference.add_malloc_flag(ap)
     a = ap.parse_args()
+    print(reference.host_memory(a), flush=True)
     attn = tuple(int(w) for w in a.attn.split(",") if w)
     import torch
     torch.set_num_threads(a.threads)

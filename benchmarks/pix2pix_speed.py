@@ -86,7 +86,9 @@ def main(argv=None):
     ap.add_argument("--gpu", type=int, default=-1)
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--torch-ref", default=None, help="the folder of torch_pix2pix.py")
+    reference.add_malloc_flag(ap)
     args = ap.parse_args(argv)
+    print(reference.host_memory(args), flush=True)
     try:
         import torch
         torch.set_num_threads(args.threads)

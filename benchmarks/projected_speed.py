@@ -22,6 +22,8 @@ from minigan import Variable
 from minigan.gans import projected as P
 from minigan.models.weights import efficientnet_lite0_file
 
+import reference
+
 
 def _load(name):
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", name + ".py")
@@ -77,7 +79,9 @@ def main():
     ap.add_argument("--ngf", type=int, default=128)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    reference.add_malloc_flag(ap)
     a = ap.parse_args()
+    print(reference.host_memory(a), flush=True)
     import torch
     torch.set_num_threads(a.threads)
     numpy.random.seed(0)

@@ -41,3 +41,19 @@ def load(name, ref_dir):
         sys.modules[mod] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+def add_malloc_flag(ap):
+    """--malloc-default: measure with glibc's own mmap thresholds (see host_memory)."""
+    ap.add_argument("--malloc-default", action="store_true",
+                    help="leave glibc's mmap threshold alone (minigan's commands raise it)")
+
+
+def host_memory(args):
+    """Keep freed big blocks mapped, as every minigan command does (minigan/host.py), unless
+    --malloc-default; a line saying which. The setting is the process's: the PyTorch side in
+    the same process gets it too, so a ratio compares like with like."""
+    from minigan import host
+    on = not args.malloc_default and host.keep_freed_memory()
+    return ("host allocator: freed blocks kept mapped (minigan.host), for both frameworks" if on
+            else "host allocator: glibc's defaults")

@@ -1,7 +1,7 @@
 """The command line: one click group; each subcommand lives in minigan/commands/."""
 import click
 
-from . import __version__
+from . import __version__, host
 from .commands.download import download
 from .commands.fid import fid_command
 from .commands.generate import generate_command
@@ -15,6 +15,7 @@ from .commands.zoo import COMMANDS as ZOO_COMMANDS
 @click.version_option(__version__, prog_name="minigan")
 def main():
     """minigan: train GANs on NumPy (CPU) or CuPy (GPU)."""
+    host.keep_freed_memory()     # the step's big temporaries stay mapped between steps (host.py)
 
 
 # the registry of subcommands: a GAN is added here, never through an if/elif chain
