@@ -500,10 +500,11 @@ def test_projected_command_on_two_ranks(tmp_path):
     assert os.listdir(tmp_path / "runs") == ["00000-fastgan_lite-data-gpus2-batch4"]
     run_dir = tmp_path / "runs" / "00000-fastgan_lite-data-gpus2-batch4"
     assert {"fakes000000.png", "log.jsonl", "network-snapshot-000000.h5",
-            "training_options.json"} <= set(os.listdir(run_dir))
+            "network-snapshot-000000_008.h5", "training_options.json"} <= set(os.listdir(run_dir))
     assert len((run_dir / "log.jsonl").read_text().splitlines()) == 2
-    snap = leaves(run_dir / "network-snapshot-000000.h5")
-    assert int(snap["updater/nimg"]) == 8       # the images of both ranks
+    first, last = (leaves(run_dir / f"network-snapshot-000000{r}.h5") for r in ("", "_008"))
+    assert int(first["updater/nimg"]) == 4 and int(last["updater/nimg"]) == 8  # both ranks'
+
 
 
 @needs_mpi

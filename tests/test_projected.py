@@ -12,11 +12,12 @@ import pytest
 import minigan
 from helpers import error_line, randn, run, shared
 from minigan import links as L
-from minigan.commands.projected import image_size
+from minigan.commands.projected import GLOB, image_size, kimg_label
 from minigan.core import Variable, using_config
 from minigan.gans import projected as P
 from minigan.gradient_check import check_backward
 from minigan.links.spectral_norm import SpectralNorm, spectral_norm
+from minigan.training import snapshots
 
 F64 = numpy.float64
 
@@ -194,8 +195,28 @@ def params(path, group):
     return out
 
 
+def stored_iteration(path):
+    with h5py.File(path, "r") as f:
+        return int(f["iteration"][()])
+
+
 def latest(folder):
-    return sorted(p for p in os.listdir(folder) if p.startswith("network-snapshot"))[-1]
+    return os.path.basename(snapshots(folder, GLOB)[-1])
+
+
+def test_snapshot_names_never_repeat_and_sort_by_name_and_key(tmp_path):
+    names = []
+    for nimg in (4, 8, 996, 1000, 1004, 3968, 4000):
+        name = "network-snapshot-" + kimg_label(str(tmp_path), "network-snapshot-", ".h5",
+                                                nimg) + ".h5"
+        assert name not in names
+        names.append(name)
+        (tmp_path / name).write_bytes(b"")
+    assert names[:4] == ["network-snapshot-000000.h5", "network-snapshot-000000_008.h5",
+                         "network-snapshot-000000_996.h5", "network-snapshot-000001.h5"]
+    assert names[-2:] == ["network-snapshot-000003.h5", "network-snapshot-000004.h5"]
+    assert [os.path.basename(p) for p in snapshots(str(tmp_path), GLOB)] == names == \
+        sorted(names)
 
 
 def test_command_trains_writes_fid_and_resumes_exactly(faces):
@@ -208,6 +229,9 @@ def test_command_trains_writes_fid_and_resumes_exactly(faces):
     files = set(os.listdir(run_a))
     assert {"fakes000000.png", "fid.jsonl", "fid.png", "log.jsonl", "loss.png",
             "network-snapshot-000000.h5", "training_options.json"} <= files
+    # a tick of 4 images: kimg 0 twice, the second named by its images past it, nothing lost
+    assert {"fakes000000_008.png", "network-snapshot-000000_008.h5"} <= files
+    assert [stored_iteration(p) for p in snapshots(run_a, GLOB)] == [1, 2]
     fid = [json.loads(l) for l in open(os.path.join(run_a, "fid.jsonl"))]
     assert [r["iteration"] for r in fid] == [1, 2]
     assert all(r["metric"] == "FID (EfficientNet-lite0)" and r["fid"] > 0 for r in fid)

@@ -16,7 +16,7 @@ from ..gans.base import ConfigError
 from ..serializers import SerializationError
 from ..folders import FolderError, move_aside, writable_folder
 from ..training import (Trainer, TrainingError, find_resume, fresh_run_folder, holds_run,
-                        iteration_of, read_meta, snapshots)
+                        iteration_of, read_meta, snapshot_key, snapshots)
 from ..distributed import ShardIterator
 from ..distributed import trainer as dist
 from . import ranks
@@ -183,7 +183,7 @@ def resume_folder(ctx, path, out):
         click.echo(f"--resume: continuing {path} in {out}", err=True)
         return out
     writable_folder(home)
-    newer = [s for s in snapshots(home) if iteration_of(s) > iteration_of(path)]
+    newer = [s for s in snapshots(home) if snapshot_key(s) > snapshot_key(path)]
     if newer:
         aside = move_aside(newer, home, "superseded")
         click.echo(f"--resume from an older snapshot: {len(newer)} newer snapshot(s) moved to "

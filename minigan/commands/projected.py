@@ -6,10 +6,11 @@
 
 Layout as projected-gan's: OUTDIR/NNNNN-CFG-DATA-gpus1-batchB[-DESC]/ with fakesKKKKKK.png
 (a grid from G_ema) and network-snapshot-KKKKKK.h5 every --snap ticks of --tick kimg, KKKKKK the
-thousands of images shown; minigan adds log.jsonl, loss.png, and with --metrics fid fid.jsonl and
-fid.png. A snapshot holds the full state (G, D, G_ema, optimizers, data order, random state), so
---resume continues exactly in the snapshot's folder. --batch-gpu splits a batch into rounds whose
-gradients add up (gradient accumulation).
+thousands of images shown (KKKKKK_RRR, RRR images past it, where a tick under 1 kimg or the
+last snapshot would repeat a name: nothing is overwritten); minigan adds log.jsonl, loss.png,
+and with --metrics fid fid.jsonl and fid.png. A snapshot holds the full state (G, D, G_ema,
+optimizers, data order, random state), so --resume continues exactly in the snapshot's folder.
+--batch-gpu splits a batch into rounds whose gradients add up (gradient accumulation).
 
 Data-parallel as projected-gan's --gpus: `mpiexec -n K python cli.py projected ...
 --communicator mpi|nccl [--sync-bn] [--gpu auto]`; --batch stays the total over the K ranks
@@ -83,8 +84,15 @@ def render(G, z, chunk, seed):
                               for i in range(0, len(z), chunk)])
 
 
-def kimg_of(iteration, batch):
-    return iteration * batch // 1000
+def kimg_label(folder, prefix, suffix, nimg):
+    """KKKKKK, the whole kimg of nimg images, as the official names; KKKKKK_RRR (RRR images
+    past it) when FOLDER/PREFIX KKKKKK SUFFIX is already an earlier file's: ticks under 1 kimg,
+    or a run's last snapshot soon after a periodic one, then overwrite nothing. The suffixed
+    names sort after the whole one, by snapshot_key and by name alike ('.' < '_')."""
+    whole = f"{nimg // 1000:06d}"
+    if nimg % 1000 and os.path.exists(os.path.join(folder, prefix + whole + suffix)):
+        return f"{whole}_{nimg % 1000:03d}"
+    return whole
 
 
 def sampler(out, config, seed, fid):
@@ -92,9 +100,9 @@ def sampler(out, config, seed, fid):
     z = grid_z(config, seed)
 
     def sample(updater):
-        G, k = updater.models["gen_ema"], updater.nimg // 1000
+        G, k = updater.models["gen_ema"], kimg_label(out, "fakes", ".png", updater.nimg)
         picture = tile(to_uint8(render(G, z, config.batch_gpu, seed + 1)), ncol=8)
-        save_image(picture, os.path.join(out, f"fakes{k:06d}.png"))
+        save_image(picture, os.path.join(out, f"fakes{k}.png"))
         if fid is not None:
             rng = numpy.random.RandomState(seed + 2)
 
@@ -191,8 +199,8 @@ def projected_command(**o):
                            meta=snapshot_meta(GAN, config, {**o,
                                                             "data": os.path.abspath(o["data"])}),
                            seed=o["seed"], keep_snapshots=10 ** 9, snapshot_glob=GLOB,
-                           snapshot_name=lambda it: f"network-snapshot-"
-                                                    f"{kimg_of(it, config.batch):06d}.h5")
+                           snapshot_name=lambda it: "network-snapshot-" + kimg_label(
+                               out, "network-snapshot-", ".h5", it * config.batch) + ".h5")
     run_trainer(trainer, iterator, path, writes(os.path.join(out, "training_options.json")),
                 {"config": config.to_dict(), "options": o},
                 lambda t: f"resuming {path} at kimg {updater.nimg / 1000:.1f}", f"results in {out}")
