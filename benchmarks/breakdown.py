@@ -1,6 +1,7 @@
 """Where a minigan training iteration spends its time, beside the floor of the same run.
 
-    python benchmarks/breakdown.py [--gan pix2pix|dcgan] [--batch 1] [--iterations 3]
+    python benchmarks/breakdown.py [--gan pix2pix|dcgan|lightweight|projected] [--batch 1]
+                                   [--size 128] [--iterations 3]
 
 Runs the step under cProfile and files each function's own time under one row:
 
@@ -9,7 +10,8 @@ Runs the step under cProfile and files each function's own time under one row:
                   numpy's sgemm 2048^3 rate measured in the same run
   im2col/col2im   minigan/functions/im2col*.py (the gathers feeding the GEMMs), with the wait
                   on its thread pool, where the big gathers run
-  normalization   minigan/functions/normalization.py
+  depthwise       minigan/functions/depthwise*.py (EfficientNet-lite0's kxk per channel)
+  normalization   minigan/functions/normalization.py and norm_jit.py
   optimizer       minigan/optimizers.py (Adam's update)
   other ops       the rest of minigan/functions/ and numpy's element-wise work they call
   engine          minigan/core.py (graph, backprop) and the links' Python
@@ -25,7 +27,10 @@ import time
 
 import numpy
 
-ROWS = ("GEMM", "im2col/col2im", "normalization", "optimizer", "other ops", "engine")
+import reference
+
+ROWS = ("GEMM", "im2col/col2im", "depthwise", "normalization", "optimizer", "other ops",
+        "engine")
 
 
 def _row(filename, name):
@@ -40,7 +45,9 @@ def _row(filename, name):
         # the step waits on a lock only for im2col's thread pool (im2col._run), whose threads'
         # work cProfile does not see: the wait is that work
         return "im2col/col2im"
-    if "/minigan/functions/normalization" in path:
+    if "/minigan/functions/depthwise" in path:
+        return "depthwise"
+    if "/minigan/functions/normalization" in path or "/minigan/functions/norm_jit" in path:
         return "normalization"
     if "/minigan/optimizers" in path:
         return "optimizer"
@@ -97,25 +104,47 @@ def breakdown(step, iterations):
     return rows, counting.flops / iterations, wall
 
 
-def steps(gan, batch):
-    """A closure of one training iteration of `gan` on a fixed random batch."""
+def steps(gan, batch, size):
+    """A closure of one training iteration of `gan` on a fixed random batch (the step its speed
+    benchmark times; size for Lightweight GAN and ProjectedGAN)."""
     if gan == "pix2pix":
         import pix2pix_speed
         return pix2pix_speed.minigan_step(batch, -1)
-    import dcgan_speed
-    return dcgan_speed.minigan_step(batch)
+    if gan == "dcgan":
+        import dcgan_speed
+        return dcgan_speed.minigan_step(batch)
+    x = numpy.random.RandomState(0).uniform(-1, 1, (batch, 3, size, size)).astype(numpy.float32)
+    if gan == "lightweight":
+        import lightweight_speed as S
+        c = S.lw.Config.for_data((3, size, size))
+        models, opts = S.lw.build(c)
+        rng = numpy.random.RandomState(1)
+        draws = S.draws(rng, c, models["gen"], batch) + S.draws(rng, c, models["gen"], batch)
+        return lambda: S.minigan_step(c, models["gen"], models["dis"], opts, x, *draws, False)
+    import projected_speed as S
+    c = S.P.Config.for_data((3, size, size), batch=batch, batch_gpu=batch)
+    models, opts = S.P.build(c)
+    return lambda: S.minigan_step(c, models, opts, x)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--gan", choices=("pix2pix", "dcgan"), default="pix2pix")
-    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--gan", choices=("pix2pix", "dcgan", "lightweight", "projected"),
+                    default="pix2pix")
+    ap.add_argument("--batch", type=int, default=None,
+                    help="default: 1 for pix2pix, 64 for DCGAN, 8 for the others")
+    ap.add_argument("--size", type=int, default=128, help="Lightweight GAN's and ProjectedGAN's")
     ap.add_argument("--iterations", type=int, default=3)
+    reference.add_malloc_flag(ap)
     args = ap.parse_args(argv)
+    print(reference.host_memory(args), flush=True)
+    if args.batch is None:
+        args.batch = {"pix2pix": 1, "dcgan": 64}.get(args.gan, 8)
     rate = sgemm_rate()
-    rows, flops, wall = breakdown(steps(args.gan, args.batch), args.iterations)
+    rows, flops, wall = breakdown(steps(args.gan, args.batch, args.size), args.iterations)
     total = sum(rows.values())
-    print(f"{args.gan}, batch {args.batch}: {wall:.3f} s/it without the profiler, {total:.3f} "
+    at = f", {args.size} px" if args.gan in ("lightweight", "projected") else ""
+    print(f"{args.gan}, batch {args.batch}{at}: {wall:.3f} s/it without the profiler, {total:.3f} "
           f"s/it under it; numpy sgemm 2048^3: {rate:.0f} GFLOP/s")
     print("| row | s/it (profiled) | share | note |")
     print("|---|---|---|---|")

@@ -55,5 +55,5 @@ def host_memory(args):
     the same process gets it too, so a ratio compares like with like."""
     from minigan import host
     on = not args.malloc_default and host.keep_freed_memory()
-    return ("host allocator: freed blocks kept mapped (minigan.host), for both frameworks" if on
-            else "host allocator: glibc's defaults")
+    return ("host allocator: freed blocks kept mapped for this whole process (minigan.host)"
+            if on else "host allocator: glibc's defaults (--malloc-default)")
