@@ -9,7 +9,7 @@ instead of 4-8 ms (benchmarks/README.md, "The host allocator"). With the mmap th
 its pages stay mapped: the second step reuses the first one's.
 
 The cost is that the process keeps up to the step's peak of freed memory (measured: peak RSS
-+2%). Training commands call keep_freed_memory() once; MINIGAN_KEEP_FREED=0 turns it off.
++2%). Every minigan command calls keep_freed_memory() once; MINIGAN_KEEP_FREED=0 turns it off.
 A library user can call it too; it is a no-op off glibc.
 """
 import ctypes

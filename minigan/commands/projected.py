@@ -86,8 +86,8 @@ def render(G, z, chunk, seed):
 
 def kimg_label(folder, prefix, suffix, nimg):
     """KKKKKK, the whole kimg of nimg images, as the official names; KKKKKK_RRR (RRR images
-    past it) when FOLDER/PREFIX KKKKKK SUFFIX is already an earlier file's: ticks under 1 kimg,
-    or a run's last snapshot soon after a periodic one, then overwrite nothing. The suffixed
+    past it) when FOLDER/PREFIX KKKKKK SUFFIX is already an earlier file's (ticks under 1 kimg,
+    or a run's last snapshot soon after a periodic one), so nothing is overwritten. The suffixed
     names sort after the whole one, by snapshot_key and by name alike ('.' < '_')."""
     whole = f"{nimg // 1000:06d}"
     if nimg % 1000 and os.path.exists(os.path.join(folder, prefix + whole + suffix)):
