@@ -113,17 +113,12 @@ def steps(gan, batch, size):
     if gan == "dcgan":
         import dcgan_speed
         return dcgan_speed.minigan_step(batch)
-    x = numpy.random.RandomState(0).uniform(-1, 1, (batch, 3, size, size)).astype(numpy.float32)
     if gan == "lightweight":
         import lightweight_speed as S
-        c = S.lw.Config.for_data((3, size, size))
-        models, opts = S.lw.build(c)
-        rng = numpy.random.RandomState(1)
-        draws = S.draws(rng, c, models["gen"], batch) + S.draws(rng, c, models["gen"], batch)
-        return lambda: S.minigan_step(c, models["gen"], models["dis"], opts, x, *draws, False)
+        c, G, D, opts, inputs = S.case(size, batch)
+        return lambda: S.minigan_step(c, G, D, opts, *inputs, False)
     import projected_speed as S
-    c = S.P.Config.for_data((3, size, size), batch=batch, batch_gpu=batch)
-    models, opts = S.P.build(c)
+    c, models, opts, x = S.case(size, batch)
     return lambda: S.minigan_step(c, models, opts, x)
 
 

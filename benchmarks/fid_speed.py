@@ -24,7 +24,6 @@ Usage: python benchmarks/fid_speed.py [--n 1000] [--batch 50] [--threads 2] [--d
 (minigan as installed: pip install -e ., or PYTHONPATH=. without the install)
 """
 import argparse
-import importlib.util
 import os
 import time
 
@@ -36,24 +35,14 @@ from minigan import metrics
 from minigan.models import weights
 from minigan.models.efficientnet_lite import efficientnet_lite0
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.environ.get("MINIGAN_TEST_DATA") or reference.shared_dir("data")
-
-
-def tests_module(name):
-    """tests/NAME.py, loaded by its path (the twins live beside the tests)."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, "..", "tests",
-                                                                     name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def load_twin(threads):
     """The PyTorch twin of tests/test_efficientnet.py, in eval mode."""
     import torch
     torch.set_num_threads(threads)
-    return tests_module("test_efficientnet").twin(torch, weights.efficientnet_lite0_file())
+    return reference.tests_module("test_efficientnet").twin(torch, weights.efficientnet_lite0_file())
 
 
 def torch_features(threads):
@@ -131,7 +120,7 @@ def inception_pair(threads, use_torch):
     import torch
     from minigan.models.inception import InceptionV3
     torch.set_num_threads(threads)
-    twin = tests_module("inception_twin").build(torch)
+    twin = reference.tests_module("inception_twin").build(torch)
     runs = {"minigan": minigan_features(
         InceptionV3({k: v.numpy() for k, v in twin.state_dict().items()}))}
 

@@ -25,7 +25,8 @@ from minigan.datasets.image_folder import ImageFolderDataset
 from minigan.gans import lightweight as lw
 from minigan.visualize import save_image, tile, to_uint8
 
-from lightweight_speed import _twin, draws, minigan_step, torch_step   # the same steps
+import reference
+from lightweight_speed import draws, minigan_step, torch_step   # the same steps
 
 
 def samples(torch, G, tG, z, noise, batch=50):
@@ -83,7 +84,7 @@ def main():
     numpy.random.seed(a.seed)
     models, opts = lw.build(c)
     G, D = models["gen"], models["dis"]
-    _, tG, tD = _twin()(c, G, D)
+    _, tG, tD = reference.tests_module("lightweight_twin").torch_twin(c, G, D)
     tG, tD = tG.float(), tD.float()
     oG = torch.optim.Adam(tG.parameters(), c.alpha, (c.beta1, c.beta2))
     oD = torch.optim.Adam(tD.parameters(), c.alpha, (c.beta1, c.beta2))

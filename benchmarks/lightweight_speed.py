@@ -11,8 +11,6 @@ Usage: python benchmarks/lightweight_speed.py [--sizes 64,128] [--batch 8] [--re
                                               [--attn 32]
 """
 import argparse
-import importlib.util
-import os
 import statistics
 import time
 
@@ -24,16 +22,6 @@ from minigan import Variable
 from minigan.gans import lightweight as lw
 
 import reference
-
-
-def _twin():
-    """torch_twin from tests/lightweight_twin.py, loaded by its path."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
-                        "lightweight_twin.py")
-    spec = importlib.util.spec_from_file_location("lightweight_twin", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.torch_twin
 
 
 def minigan_step(c, G, D, opts, x, z, noise, z_g, noise_g, gp):
@@ -134,6 +122,18 @@ def gflop(c, G, D, n):
     return 2 * 3 * (2 * macs["G"] + 3 * macs["D"]) / 1e9
 
 
+def case(size, batch, attn=()):
+    """(config, G, D, optimizers, the inputs of minigan_step) at one size: weights from seed 0,
+    a uniform random batch, latents and noise from seed 1 (drawn once, not timed)."""
+    c = lw.Config.for_data((3, size, size), attn_res_layers=attn)
+    numpy.random.seed(0)
+    models, opts = lw.build(c)
+    G = models["gen"]
+    x = numpy.random.uniform(-1, 1, (batch, 3, size, size)).astype(numpy.float32)
+    rng = numpy.random.RandomState(1)
+    return c, G, models["dis"], opts, (x,) + draws(rng, c, G, batch) + draws(rng, c, G, batch)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="64,128")
@@ -147,23 +147,17 @@ def main():
     attn = tuple(int(w) for w in a.attn.split(",") if w)
     import torch
     torch.set_num_threads(a.threads)
-    torch_twin = _twin()
+    torch_twin = reference.tests_module("lightweight_twin").torch_twin
     for size in map(int, a.sizes.split(",")):
-        c = lw.Config.for_data((3, size, size), attn_res_layers=attn)
-        numpy.random.seed(0)
-        models, opts = lw.build(c)
-        G, D = models["gen"], models["dis"]
+        c, G, D, opts, inputs = case(size, a.batch, attn)
         _, tG, tD = torch_twin(c, G, D)
         tG, tD = tG.float(), tD.float()
         oG = torch.optim.Adam(tG.parameters(), c.alpha, (c.beta1, c.beta2))
         oD = torch.optim.Adam(tD.parameters(), c.alpha, (c.beta1, c.beta2))
-        batch = numpy.random.uniform(-1, 1, (a.batch, 3, size, size)).astype(numpy.float32)
         count = lambda net: sum(p.size for p in net.params())
         print(f"{size} px, batch {a.batch}, attention at {list(attn)}: G {count(G):,} "
               f"D {count(D):,} parameters; "
               f"~{gflop(c, G, D, a.batch):.1f} GFLOP per step (convs, no penalty)", flush=True)
-        rng = numpy.random.RandomState(1)
-        inputs = (batch,) + draws(rng, c, G, a.batch) + draws(rng, c, G, a.batch)  # not timed
         for gp in (False, True):
             t_m = timed(lambda: minigan_step(c, G, D, opts, *inputs, gp), a.reps)
             t_t = timed(lambda: torch_step(torch, c, tG, tD, oG, oD, *inputs, gp), a.reps)

@@ -10,8 +10,6 @@ Usage: python benchmarks/projected_speed.py [--size 128] [--batch 8] [--ngf 128]
        [--threads 2]
 """
 import argparse
-import importlib.util
-import os
 import statistics
 import time
 
@@ -23,14 +21,6 @@ from minigan.gans import projected as P
 from minigan.models.weights import efficientnet_lite0_file
 
 import reference
-
-
-def _load(name):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", name + ".py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def minigan_step(c, models, opts, x_real):
@@ -72,6 +62,15 @@ def timed(fn, reps):
     return statistics.median(times)
 
 
+def case(size, batch, ngf=128):
+    """(config, models, optimizers, a uniform random real batch) at one size, from seed 0."""
+    numpy.random.seed(0)
+    c = P.Config.for_data((3, size, size), ngf=ngf, batch=batch, batch_gpu=batch)
+    models, opts = P.build(c)
+    x = numpy.random.uniform(-1, 1, (batch, 3, size, size)).astype(numpy.float32)
+    return c, models, opts, x
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=128)
@@ -84,16 +83,14 @@ def main():
     print(reference.host_memory(a), flush=True)
     import torch
     torch.set_num_threads(a.threads)
-    numpy.random.seed(0)
-    c = P.Config.for_data((3, a.size, a.size), ngf=a.ngf, batch=a.batch, batch_gpu=a.batch)
-    models, opts = P.build(c)
-    tG, head = _load("projected_twin").twins(torch, models["gen"], models["dis"])
+    c, models, opts, x = case(a.size, a.batch, a.ngf)
+    tG, head = reference.tests_module("projected_twin").twins(torch, models["gen"], models["dis"])
     tG, head = tG.float(), head.float()
-    enet = _load("test_efficientnet").twin(torch, efficientnet_lite0_file()).requires_grad_(False)
+    enet = reference.tests_module("test_efficientnet").twin(torch, efficientnet_lite0_file())
+    enet.requires_grad_(False)
     r = c.d_reg_interval / (c.d_reg_interval + 1)
     opt_G = torch.optim.Adam(tG.parameters(), c.alpha, betas=(c.beta1, c.beta2))
     opt_D = torch.optim.Adam(head.parameters(), c.alpha * r, betas=(c.beta1, c.beta2 ** r))
-    x = numpy.random.uniform(-1, 1, (a.batch, 3, a.size, a.size)).astype(numpy.float32)
     ours = timed(lambda: minigan_step(c, models, opts, x), a.reps)
     theirs = timed(lambda: torch_step(torch, tG, head, enet, opt_G, opt_D, torch.tensor(x),
                                       c.n_z), a.reps)

@@ -29,18 +29,26 @@ def shared_dir(*parts):
     return os.path.normpath(os.path.join(REPO, "..", "shared", *parts))
 
 
+def _module_at(name, path):
+    """The module in the file at path, registered as sys.modules[name] before it runs."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def load(name, ref_dir):
     """Module `name` (e.g. 'torch_pix2pix') from ref_dir, with its sibling `common` helper
     registered first (the references import it by name)."""
-    for mod in ("common", name):
-        path = os.path.join(ref_dir, mod + ".py")
-        if mod == "common" and not os.path.isfile(path):
-            continue
-        spec = importlib.util.spec_from_file_location(mod, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[mod] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    common = os.path.join(ref_dir, "common.py")
+    if os.path.isfile(common):
+        _module_at("common", common)
+    return _module_at(name, os.path.join(ref_dir, name + ".py"))
+
+
+def tests_module(name):
+    """tests/NAME.py (the PyTorch twins live beside the tests), loaded by its path."""
+    return _module_at(name, os.path.join(REPO, "tests", name + ".py"))
 
 
 def add_malloc_flag(ap):

@@ -13,7 +13,6 @@ The cost is that the process keeps up to the step's peak of freed memory (measur
 A library user can call it too; it is a no-op off glibc.
 """
 import ctypes
-import ctypes.util
 import os
 import platform
 
@@ -23,11 +22,11 @@ _applied = None                                   # the outcome of the first cal
 
 
 def _libc():
-    """The C library as ctypes sees it, or None off glibc (musl, macOS, Windows)."""
+    """glibc as ctypes sees it (the process's own symbols: no library search at start-up), or
+    None off glibc (musl, macOS, Windows)."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-    return libc if hasattr(libc, "mallopt") else None
+    return ctypes.CDLL(None)
 
 
 def keep_freed_memory():
@@ -36,6 +35,6 @@ def keep_freed_memory():
     if _applied is None:
         libc = None if os.environ.get("MINIGAN_KEEP_FREED", "1") == "0" else _libc()
         # mallopt returns 1 on success; setting M_MMAP_THRESHOLD also ends glibc's adaptation
-        _applied = bool(libc) and all(libc.mallopt(p, LIMIT) == 1
+        _applied = libc is not None and all(libc.mallopt(p, LIMIT) == 1
                                       for p in (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD))
     return _applied

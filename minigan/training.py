@@ -90,16 +90,16 @@ class Updater:
 
 # -- run folders and snapshots -----------------------------------------------------------------
 
-def iteration_of(path):
-    """N of a snapshot_iter_N.h5 (or of any NAME_N.h5)."""
-    return int(re.findall(r"(\d+)\.h5$", path)[0])
-
-
 def snapshot_key(path):
     """The order of snapshot files: (N, M) of NAME_N.h5 (M = 0) or NAME_N_M.h5 (ProjectedGAN's
     network-snapshot-K_R.h5, R images past kimg K, when K's own name is taken)."""
     n, m = re.findall(r"(\d+)(?:_(\d+))?\.h5$", path)[0]
     return int(n), int(m or 0)
+
+
+def iteration_of(path):
+    """N of a snapshot_iter_N.h5 (or of any NAME_N.h5)."""
+    return snapshot_key(path)[0]
 
 
 def snapshots(folder, pattern="snapshot_iter_*.h5"):
