@@ -16,6 +16,9 @@ Runs the step under cProfile and files each function's own time under one row:
   other ops       the rest of minigan/functions/ and numpy's element-wise work they call
   engine          minigan/core.py (graph, backprop) and the links' Python
 
+numba's compiled loops (minigan[jit]) run through jit.over_blocks, in im2col's thread pool for
+big arrays; their wall time, taken outside the profiler, goes to the row of the op that ran them.
+
 cProfile adds its own overhead to every Python call (the engine row most), so the rows are
 shares of a slowed-down run; the wall time without the profiler is printed beside them.
 """
@@ -23,6 +26,7 @@ import argparse
 import cProfile
 import os
 import pstats
+import sys
 import time
 
 import numpy
@@ -84,13 +88,38 @@ def _seconds(fn):
     return time.perf_counter() - t
 
 
+def _loops_outside(profile, rows):
+    """A stand-in for jit.over_blocks that runs the loops unprofiled and adds their wall time to
+    the row of the first caller outside the *jit.py files (else the pool's waits would land in
+    im2col's row)."""
+    from minigan.functions import jit
+
+    def over_blocks(*args):
+        profile.disable()
+        t = time.perf_counter()
+        try:
+            return jit._run(*args, numpy)
+        finally:
+            dt = time.perf_counter() - t
+            f = sys._getframe(1)
+            while f.f_back is not None and f.f_code.co_filename.endswith("jit.py"):
+                f = f.f_back
+            rows[_row(f.f_code.co_filename, f.f_code.co_name)] += dt
+            profile.enable()
+    return over_blocks
+
+
 def breakdown(step, iterations):
     """(seconds per row per iteration, GEMM FLOPs per iteration, wall s/it without profiling)."""
+    from minigan.functions import jit, norm_jit
     step()                                           # warm-up: workspaces, caches
     wall = min(_seconds(step) for _ in range(iterations))
     counting = CountingMatmul(numpy.matmul)
     numpy.matmul = counting                          # the ops call xp.matmul: counted
     profile = cProfile.Profile()
+    rows = dict.fromkeys(ROWS, 0.0)
+    plain = jit.over_blocks
+    jit.over_blocks = norm_jit.over_blocks = _loops_outside(profile, rows)
     try:
         profile.enable()
         for _ in range(iterations):
@@ -98,7 +127,8 @@ def breakdown(step, iterations):
         profile.disable()
     finally:
         numpy.matmul = counting.matmul
-    rows = dict.fromkeys(ROWS, 0.0)
+        jit.over_blocks = norm_jit.over_blocks = plain
+    rows = {k: v / iterations for k, v in rows.items()}
     for (filename, _, name), (_, _, tottime, _, _) in pstats.Stats(profile).stats.items():
         rows[_row(filename, name)] += tottime / iterations
     return rows, counting.flops / iterations, wall

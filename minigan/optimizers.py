@@ -18,6 +18,7 @@ import math
 import numpy
 
 from . import backend, cuda
+from .functions import jit
 
 BLOCK = 1 << 16     # elements per block of a CPU update: the temporaries stay in the L2 cache
 
@@ -177,6 +178,11 @@ class Adam(Optimizer):
         shrink = 1 - self.eta * self.weight_decay_rate
         if cuda.enabled(param):     # one pass over p, g, m, v (kernels/optimizer.cu)
             return _adam_kernel(param, grad, state, self.amsgrad, b1, b2, step, eps_hat, shrink)
+        if jit.takes(param, grad) and param.dtype == grad.dtype:    # that pass compiled
+            return jit.adam(param.reshape(-1), grad.reshape(-1), state["m"].reshape(-1),
+                            state["v"].reshape(-1),
+                            state["vhat"].reshape(-1) if self.amsgrad else None,
+                            b1, b2, step, eps_hat, shrink)
         arrays = [param, grad, state["m"], state["v"]]
         if self.amsgrad:
             arrays.append(state["vhat"])

@@ -252,3 +252,38 @@ def test_adam_accepts_read_only_broadcast_gradients():
     assert not link.p.grad.array.flags.writeable
     O.Adam(alpha=0.1).setup(link).update()
     numpy.testing.assert_allclose(link.p.array, -0.1, rtol=1e-5)   # first step: -alpha sign(g)
+
+
+# -- Adam's compiled update (minigan[jit]) against the NumPy passes -------------------------------
+
+@pytest.mark.skipif(O.jit.numba is None, reason="numba is not installed (minigan[jit])")
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+@pytest.mark.parametrize("kw", [{}, dict(amsgrad=True), dict(weight_decay_rate=1e-3, eta=0.5)])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")   # the NaN and inf gradients below
+def test_jit_adam_equals_numpy_passes(dtype, kw, threads, monkeypatch):
+    """The one-pass loop gives the NumPy passes' bits for parameters, m, v and vhat, over steps
+    with NaN and inf gradients, threaded or not, on sizes off the block length."""
+    monkeypatch.setattr("minigan.functions.im2col._threads", lambda: threads)
+    monkeypatch.setattr("minigan.functions.im2col._PARALLEL_BYTES", 0)
+
+    def run(flag):
+        monkeypatch.setenv("MINIGAN_JIT", flag)
+        rng = numpy.random.RandomState(0)
+        link = L.Link()
+        link.a = Parameter(rng.standard_normal((70001,)).astype(dtype))
+        link.b = Parameter(rng.standard_normal((3, 5)).astype(dtype))
+        opt = O.Adam(alpha=1e-2, beta1=0.5, eps=1e-6, **kw).setup(link)
+        for t in range(4):
+            ga = rng.standard_normal(link.a.shape).astype(dtype)
+            if t == 2:
+                ga[:4] = [numpy.nan, numpy.inf, -numpy.inf, 0.0]
+            link.a.grad, link.b.grad = ga, rng.standard_normal((3, 5)).astype(dtype)[:, ::-1]
+            opt.update()
+        return [p.array for p in link.params()] + list(opt.state_dict().values())[1:]
+
+    jit, plain = run("1"), run("0")
+    assert len(jit) == len(plain) == 2 + 2 * len(O.Adam(**kw).state_names)
+    for a, b in zip(jit, plain):
+        assert a.dtype == b.dtype == dtype
+        numpy.testing.assert_array_equal(a, b)

@@ -4,7 +4,7 @@ Where NumPy needs several broadcast passes and temporaries over one array and a 
 needs one or two, the CPU path may call a loop compiled here. The NumPy code stays the
 reference (and the default without numba); MINIGAN_JIT=0 turns the loops off; tests run both
 and compare them. Used: normalization (norm_jit.py), depthwise convolution's taps
-(depthwise_jit.py) and the activations' element-wise passes.
+(depthwise_jit.py), the activations' element-wise passes and Adam's update.
 """
 import math
 import os
@@ -37,10 +37,13 @@ def takes(*arrays):
 _compiled = {}
 
 
-def compiled(fn):
+def compiled(fn, fastmath=FLAGS):
     """fn compiled by numba on first use (nogil, cached on disk where it can be)."""
     if fn not in _compiled:
-        _compiled[fn] = numba.njit(nogil=True, cache=True, fastmath=FLAGS)(fn)
+        # error_model="numpy": x / 0 gives inf or NaN as in NumPy, and without Python's
+        # zero-division check a loop that divides can be vectorized
+        _compiled[fn] = numba.njit(nogil=True, cache=True, fastmath=fastmath,
+                                   error_model="numpy")(fn)
     return _compiled[fn]
 
 
@@ -50,28 +53,34 @@ def over_blocks(fn, n, item_bytes, total_bytes):
 
 
 # -- element-wise loops (flat, contiguous arrays of one dtype) -----------------------------------
+# Each loop runs over slices [lo, hi) from index 0: LLVM then knows no index is negative (numba
+# wraps negative ones) and vectorizes; over range(lo, hi) it emits scalar code.
 
 def _leaky_relu(x, slope, y, lo, hi):
     """y = x where x >= 0, else slope x."""
-    for i in range(lo, hi):
+    x, y = x[lo:hi], y[lo:hi]
+    for i in range(y.size):
         y[i] = x[i] if x[i] >= 0 else x[i] * slope
 
 
 def _leaky_relu_grad(x, gy, slope, gx, lo, hi):
     """gx = gy where x >= 0, else slope gy."""
-    for i in range(lo, hi):
+    x, gy, gx = x[lo:hi], gy[lo:hi], gx[lo:hi]
+    for i in range(gx.size):
         gx[i] = gy[i] if x[i] >= 0 else gy[i] * slope
 
 
 def _relu_grad(y, gy, gx, lo, hi):
     """gx = gy [y > 0] (a product, so inf * 0 gives NaN as NumPy's)."""
-    for i in range(lo, hi):
+    y, gy, gx = y[lo:hi], gy[lo:hi], gx[lo:hi]
+    for i in range(gx.size):
         gx[i] = gy[i] * (1.0 if y[i] > 0 else 0.0)
 
 
 def _erf(x, y, lo, hi):
     """y = erf(x) (libm's, as math.erf)."""
-    for i in range(lo, hi):
+    x, y = x[lo:hi], y[lo:hi]
+    for i in range(y.size):
         y[i] = math.erf(x[i])
 
 
@@ -102,3 +111,44 @@ def relu_grad(y, gy):
 
 def erf(x):
     return elementwise(_erf, x, x)
+
+
+# -- Adam's update: one pass over p, g, m, v instead of ten NumPy passes over a block --------------
+
+def _adam(p, g, m, v, c1, c2, step, eps_hat, shrink, lo, hi):
+    """Adam.update_one's NumPy passes, operation for operation (so the bits are the same)."""
+    p, g, m, v = p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi]
+    for i in range(p.size):
+        gi = g[i]
+        mi = m[i] + (gi - m[i]) * c1
+        vi = v[i] + (gi * gi - v[i]) * c2
+        m[i] = mi
+        v[i] = vi
+        p[i] = p[i] * shrink - mi / (math.sqrt(vi) + eps_hat) * step
+
+
+def _amsgrad(p, g, m, v, vhat, c1, c2, step, eps_hat, shrink, lo, hi):
+    """_adam with vhat <- max(vhat, v) in the denominator, NaN winning as in numpy.maximum."""
+    p, g, m, v, vhat = p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], vhat[lo:hi]
+    for i in range(p.size):
+        gi = g[i]
+        mi = m[i] + (gi - m[i]) * c1
+        vi = v[i] + (gi * gi - v[i]) * c2
+        m[i] = mi
+        v[i] = vi
+        w = vhat[i]
+        if not (w >= vi or w != w):
+            w = vi
+        vhat[i] = w
+        p[i] = p[i] * shrink - mi / (math.sqrt(w) + eps_hat) * step
+
+
+def adam(p, g, m, v, vhat, b1, b2, step, eps_hat, shrink):
+    """Adam's step on flat contiguous arrays in place (vhat: AMSGrad's, or None), threaded for
+    big parameters."""
+    t = p.dtype.type
+    # no FMA or reassociation: NumPy's bits
+    run = compiled(_adam, fastmath=False) if vhat is None else compiled(_amsgrad, fastmath=False)
+    arrays = (p, g, m, v) if vhat is None else (p, g, m, v, vhat)
+    args = arrays + (t(1 - b1), t(1 - b2), t(step), t(eps_hat), t(shrink))
+    over_blocks(lambda lo, hi: run(*args, lo, hi), p.size, p.itemsize, p.nbytes * len(arrays))
