@@ -178,16 +178,18 @@ def test_matches_pytorch(deconv, case):
         numpy.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
 
 
-def test_pix2pix_layer_shape_matches_pytorch(monkeypatch):
-    """One real-sized stride-2 layer, so the threaded im2col/col2im blocks run."""
+@pytest.mark.parametrize("size", [64, 128])
+def test_pix2pix_layer_shape_matches_pytorch(size, monkeypatch):
+    """One real-sized stride-2 layer, so the threaded im2col/col2im blocks run (64), or the
+    space-to-depth form where the BLAS allows it (128)."""
     monkeypatch.setattr(im, "_PARALLEL_BYTES", 1 << 20)    # threads for its 1 MB of columns
     torch = torch_module()
     rng = numpy.random.RandomState(0)
-    x = rng.standard_normal((1, 16, 64, 64)).astype(numpy.float32)
+    x = rng.standard_normal((1, 16, size, size)).astype(numpy.float32)
     W = (0.1 * rng.standard_normal((32, 16, 4, 4))).astype(numpy.float32)
     xv, Wv = Variable(x), Variable(W)
     y = F.convolution_2d(xv, Wv, stride=2, pad=1)
-    z = F.deconvolution_2d(y, Wv, stride=2, pad=1)      # back to (1, 16, 64, 64)
+    z = F.deconvolution_2d(y, Wv, stride=2, pad=1)      # back to (1, 16, size, size)
     F.sum(z * z).backward()
     xt, Wt = torch.tensor(x, requires_grad=True), torch.tensor(W, requires_grad=True)
     zt = torch.nn.functional.conv_transpose2d(torch.nn.functional.conv2d(xt, Wt, None, 2, 1),
@@ -224,6 +226,58 @@ def test_batch_last_route_equals_the_nchw_route(deconv, case, monkeypatch):
     monkeypatch.setattr(im2col, "batch_last", lambda *a: False)
     for g, w in zip(got, _results(deconv, case, arrays)):
         numpy.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+
+
+S2D_CASES = [
+    (False, Case(1, 3, 5, (8, 6), 4, stride=2, pad=1)),             # pix2pix down
+    (False, Case(2, 4, 3, (6, 10), 4, stride=2, pad=1)),            # two samples
+    (True, Case(1, 5, 3, (4, 3), 4, stride=2, pad=1)),              # pix2pix up
+    (True, Case(3, 2, 4, (2, 5), 4, stride=2, pad=1)),
+]
+
+
+@pytest.mark.parametrize("deconv,case", S2D_CASES, ids=repr)
+def test_space_to_depth_route_equals_the_im2col_route(deconv, case, monkeypatch):
+    """Forward, first and second order gradients of the space-to-depth form equal the im2col
+    form's; its three products are the ones taken."""
+    from minigan.functions import space_to_depth as s2d
+    if not s2d.blas.available():
+        pytest.skip("no OpenBLAS with cblas loaded: the space-to-depth form is off")
+    monkeypatch.setattr(s2d, "MIN_PIXELS", 1)
+    arrays = case.arrays(deconv, True)
+    used = []
+    for name in ("conv", "conv_grad_x", "conv_grad_w"):
+        fn = getattr(s2d, name)
+        monkeypatch.setattr(s2d, name, lambda *a, _f=fn, _n=name: used.append(_n) or _f(*a))
+    got = _results(deconv, case, arrays)
+    assert set(used) == {"conv", "conv_grad_x", "conv_grad_w"}
+    monkeypatch.setattr(s2d, "MIN_PIXELS", 1 << 40)
+    used.clear()
+    for g, w in zip(got, _results(deconv, case, arrays)):
+        numpy.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+    assert not used
+
+
+@pytest.mark.parametrize("big, small, ksize, s, p, groups, want", [
+    ((128, 192), (64, 96), (4, 4), (2, 2), (1, 1), 1, True),
+    ((129, 192), (64, 96), (4, 4), (2, 2), (1, 1), 1, False),    # odd side, or outsize + 1
+    ((128, 192), (64, 96), (3, 3), (2, 2), (1, 1), 1, False),
+    ((128, 192), (64, 96), (4, 4), (2, 2), (0, 0), 1, False),
+    ((128, 192), (64, 96), (4, 4), (2, 2), (1, 1), 2, False),
+    ((64, 96), (32, 48), (4, 4), (2, 2), (1, 1), 1, False),      # under MIN_PIXELS
+])
+def test_space_to_depth_takes_only_its_geometry(big, small, ksize, s, p, groups, want,
+                                                monkeypatch):
+    from minigan.functions import space_to_depth as s2d
+    monkeypatch.setattr(s2d.blas, "available", lambda: True)
+    x = numpy.zeros((1, 2, 1, 1), numpy.float32)
+    assert s2d.takes(big, small, ksize, s, p, (1, 1), groups, x) == want
+    assert not s2d.takes(big, small, ksize, s, p, (1, 1), groups, x.astype(numpy.float16))
+    monkeypatch.setattr(minigan.cuda, "enabled", lambda a: True)
+    assert not s2d.takes(big, small, ksize, s, p, (1, 1), groups, x)
+    monkeypatch.setattr(minigan.cuda, "enabled", lambda a: False)
+    monkeypatch.setattr(s2d.blas, "available", lambda: False)
+    assert not s2d.takes(big, small, ksize, s, p, (1, 1), groups, x)
 
 
 @pytest.mark.parametrize("n", [1, 64])

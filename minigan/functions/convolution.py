@@ -18,7 +18,10 @@ pay, and every form is tested equal to the plain one to every order:
   per input pixel (pix2pix's last 128 -> 3 layer; DCGAN's ConvT(100 -> 128) from 1 x 1 stays a
   GEMM + col2im, where the padded 7 x 7 convolution would do 16 times the work);
 - 'batch_last': N samples of few output pixels in a (C, H, W, N) layout, one GEMM for the whole
-  batch (im2col_last.py). The measured gains are in benchmarks/README.md.
+  batch (im2col_last.py).
+Before the route, a 4 x 4 stride-2 pad-1 product on big images takes space_to_depth.py's form:
+four GEMMs over windows of the image's phases, no columns. The measured gains are in
+benchmarks/README.md.
 """
 import operator
 
@@ -26,6 +29,7 @@ from .. import backend
 from ..core import FunctionNode, as_array
 from . import im2col as _im
 from . import im2col_last as _last
+from . import space_to_depth as _s2d
 from .depthwise import depthwise_convolution_2d
 from .math import sum as _sum
 
@@ -89,6 +93,10 @@ def _conv(x, W, b, s, p, d, G, col=None):
     N, C, H, Wd = x.shape
     Co, Cg, kh, kw = W.shape
     oh, ow = _im.conv_outsize(H, kh, s[0], p[0], d[0]), _im.conv_outsize(Wd, kw, s[1], p[1], d[1])
+    if col is None and _s2d.takes((H, Wd), (oh, ow), (kh, kw), s, p, d, G, x):
+        y = _s2d.conv(x, W)
+        _add_bias(y, b)
+        return y
     how = _conv_route(x, Co, kh, kw, s, p, d, G, oh, ow, col)
     if how == "nchw":
         K, P = Cg * kh * kw, oh * ow
@@ -113,6 +121,10 @@ def _deconv(x, W, b, s, p, d, G, outsize):
     _, Cg, kh, kw = W.shape
     oh, ow = outsize
     M = Cg * kh * kw
+    if _s2d.takes(outsize, (H, Wd), (kh, kw), s, p, d, G, x):
+        y = _s2d.conv_grad_x(x, W)
+        _add_bias(y, b)
+        return y
     # GEMM-then-col2im writes G Cg H W values per tap; the flipped twin's im2col copies Ci oh ow
     how = _im.route(x, (kh, kw), s, p, d, G, G * Cg * H * Wd, Ci * oh * ow, H * Wd)
     if how == "nchw":
@@ -139,6 +151,8 @@ def _conv_grad_w(x, gy, kh, kw, s, p, d, G, col=None):
     xp = backend.get_array_module(x)
     N, C, H, W = x.shape
     Co, oh, ow = gy.shape[1:]
+    if col is None and _s2d.takes((H, W), (oh, ow), (kh, kw), s, p, d, G, x):
+        return _s2d.conv_grad_w(x, gy)
     how = _conv_route(x, Co, kh, kw, s, p, d, G, oh, ow, col)     # the same test as in _conv
     if how == "flipped":
         # gW[o, c, i, j] = sum_y gy[o, y] x[c, y + d i - p] = sum_h x[c, h] gy[o, h - d i + p]:
@@ -207,7 +221,8 @@ class Deconvolution2DFunction(FunctionNode):
         if 0 in indexes and 1 in indexes and \
                 _conv_route(gy.array, x.shape[1], kh, kw, s, p, d, G, *x.shape[2:]) == "nchw":
             # gx = conv(gy, W) and gW = gy-columns @ x^T read the same columns of gy: build once
-            # (the other forms read no such columns)
+            # (the other forms read no such columns; space_to_depth's two products would build
+            # its phases twice, and measured no faster than these shared columns)
             col = _columns(gy.array, kh, kw, s, p, d, *x.shape[2:], slot="shared_col")
         gx = gW = gb = None
         if 0 in indexes:

@@ -1,0 +1,101 @@
+"""C = alpha A B + beta C on strided 2-D views, by the BLAS that NumPy itself loaded (ctypes).
+
+numpy.matmul cannot accumulate into its output (beta = 1) and copies a view whose rows are
+further apart than BLAS's leading dimension allows for it. space_to_depth.py needs both: four
+GEMMs summed into one output, each reading a window of one image buffer. On Linux with the
+OpenBLAS that NumPy's wheels ship (symbols scipy_cblas_sgemm64_ and the like) this module calls
+cblas_?gemm on those views directly, in the same library and thread pool as NumPy's products.
+Elsewhere available() is False and the convolutions keep their im2col form.
+"""
+import ctypes
+import os
+
+import numpy
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+# (prefix, suffix, integer type) of the cblas symbols, most specific first
+_SYMBOLS = (("scipy_cblas_", "64_", ctypes.c_int64), ("cblas_", "64_", ctypes.c_int64),
+            ("scipy_cblas_", "", ctypes.c_int), ("cblas_", "", ctypes.c_int))
+_gemm = None        # {dtype: cblas function}, {} when there is none, None before the search
+
+
+def _loaded_blas():
+    """Paths of the OpenBLAS libraries mapped into this process (NumPy's among them)."""
+    numpy.dot(numpy.ones((2, 2)), numpy.ones((2, 2)))      # NumPy's BLAS is surely loaded
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
+    except OSError:
+        return []
+    return sorted(p for p in paths if os.path.isfile(p))
+
+
+def _find():
+    """{float32: sgemm, float64: dgemm} from the loaded OpenBLAS, or {}."""
+    for path in _loaded_blas():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix, integer in _SYMBOLS:
+            try:
+                fns = {dt: getattr(lib, f"{prefix}{ch}gemm{suffix}")
+                       for dt, ch in ((numpy.float32, "s"), (numpy.float64, "d"))}
+            except AttributeError:
+                continue
+            for dt, fn in fns.items():
+                real = ctypes.c_float if dt is numpy.float32 else ctypes.c_double
+                i, p = integer, ctypes.c_void_p
+                fn.argtypes = [i, i, i, i, i, i, real, p, i, p, i, real, p, i]
+                fn.restype = None
+            return {numpy.dtype(dt): fn for dt, fn in fns.items()}
+    return {}
+
+
+def available():
+    """True when gemm() can run: an OpenBLAS with cblas ?gemm is loaded (searched once)."""
+    global _gemm
+    if _gemm is None:
+        _gemm = _find() if os.environ.get("MINIGAN_BLAS", "1") != "0" else {}
+    return bool(_gemm)
+
+
+def _layout(a):
+    """(transpose flag, leading dimension) under which BLAS reads the 2-D view a in place."""
+    it = a.itemsize
+    s0, s1 = a.strides
+    rows, cols = a.shape
+    if (s1 == it or cols == 1) and s0 % it == 0 and s0 // it >= max(cols, 1):
+        return _NO_TRANS, s0 // it
+    if (s0 == it or rows == 1) and s1 % it == 0 and s1 // it >= max(rows, 1):
+        return _TRANS, s1 // it
+    return None
+
+
+def gemm(a, b, c, beta=0.0, alpha=1.0):
+    """c = alpha a @ b + beta c for 2-D float32/float64 views of one dtype; c's rows unit-stride.
+
+    A view BLAS cannot read in place is copied first; c is written in place."""
+    m, k = a.shape
+    n = b.shape[1]
+    if b.shape[0] != k or c.shape != (m, n) or not (a.dtype == b.dtype == c.dtype):
+        raise ValueError(f"gemm: {a.dtype}{a.shape} @ {b.dtype}{b.shape} -> {c.dtype}{c.shape}")
+    if m == 0 or n == 0:
+        return c
+    if c.strides[1] != c.itemsize or c.strides[0] < n * c.itemsize or not c.flags.writeable:
+        raise ValueError("gemm: c must be a writeable view with unit-stride rows")
+    if k == 0:
+        c *= beta
+        return c
+    fn = _gemm[c.dtype]
+    layouts = []
+    for v in (a, b):
+        lay = _layout(v)
+        if lay is None:
+            v = numpy.ascontiguousarray(v)
+            lay = _layout(v)
+        layouts.append((v, lay))
+    (a, (ta, lda)), (b, (tb, ldb)) = layouts
+    fn(_ROW_MAJOR, ta, tb, m, n, k, alpha, a.ctypes.data, lda, b.ctypes.data, ldb, beta,
+       c.ctypes.data, c.strides[0] // c.itemsize)
+    return c
