@@ -27,7 +27,10 @@ def _loaded_blas():
             paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
     except OSError:
         return []
-    return sorted(p for p in paths if os.path.isfile(p))
+    # NumPy's own copy first (its wheels keep it in numpy.libs): the same thread pool as its ops
+    home = os.path.dirname(os.path.dirname(os.path.abspath(numpy.__file__)))
+    return sorted((p for p in paths if os.path.isfile(p)),
+                  key=lambda p: (not p.startswith(os.path.join(home, "numpy")), p))
 
 
 def _find():
@@ -53,10 +56,13 @@ def _find():
 
 
 def available():
-    """True when gemm() can run: an OpenBLAS with cblas ?gemm is loaded (searched once)."""
+    """True when gemm() may run: an OpenBLAS with cblas ?gemm is loaded (searched once) and
+    MINIGAN_BLAS is not "0" (read on every call, so a benchmark can switch it)."""
     global _gemm
+    if os.environ.get("MINIGAN_BLAS", "1") == "0":
+        return False
     if _gemm is None:
-        _gemm = _find() if os.environ.get("MINIGAN_BLAS", "1") != "0" else {}
+        _gemm = _find()
     return bool(_gemm)
 
 

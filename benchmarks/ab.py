@@ -1,0 +1,57 @@
+"""One training step under two or more settings of an environment variable, alternating every
+iteration in one process, so the VM's drift hits each setting alike.
+
+    python benchmarks/ab.py --env MINIGAN_BLAS=1,0 [--gan pix2pix] [--batch 1] [--reps 6]
+    python benchmarks/ab.py --env MINIGAN_JIT=1,0 --gan lightweight --size 64
+
+The variables minigan reads on every call: MINIGAN_JIT (numba's loops), MINIGAN_BLAS (blas.py,
+so the space-to-depth convolutions). Prints each setting's median and min, and the median over
+iterations of its time over the first setting's.
+"""
+import argparse
+import os
+import statistics
+import time
+
+import breakdown
+import reference
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--env", required=True, help="NAME=value1,value2[,...]")
+    ap.add_argument("--gan", choices=("pix2pix", "dcgan", "lightweight", "projected"),
+                    default="pix2pix")
+    ap.add_argument("--batch", type=int, default=None, help="as breakdown.py's")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--reps", type=int, default=6)
+    reference.add_malloc_flag(ap)
+    args = ap.parse_args(argv)
+    name, _, values = args.env.partition("=")
+    values = values.split(",")
+    if not name or len(values) < 2:
+        ap.error("--env wants NAME=value1,value2")
+    print(reference.host_memory(args), flush=True)
+    batch = args.batch or {"pix2pix": 1, "dcgan": 64}.get(args.gan, 8)
+    step = breakdown.steps(args.gan, batch, args.size)
+    times = {v: [] for v in values}
+    for v in values:                 # warm-up under every setting (compilation, workspaces)
+        os.environ[name] = v
+        step()
+    for _ in range(args.reps):
+        for v in values:
+            os.environ[name] = v
+            t = time.perf_counter()
+            step()
+            times[v].append(time.perf_counter() - t)
+    first = times[values[0]]
+    print(f"{args.gan}, batch {batch}: {args.reps} iterations per setting, alternating")
+    print(f"| {name} | median s/it | min s/it | / {name}={values[0]} (median of pairs) |")
+    print("|---|---|---|---|")
+    for v in values:
+        ratio = statistics.median(a / b for a, b in zip(times[v], first))
+        print(f"| {v} | {statistics.median(times[v]):.3f} | {min(times[v]):.3f} | {ratio:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
