@@ -5,9 +5,10 @@
 
 Runs the step under cProfile and files each function's own time under one row:
 
-  GEMM            numpy.matmul (the convolutions' and linear layers' products), with the FLOPs
-                  they did (counted per call: 2 m n k) and the GFLOP/s they reached, against
-                  numpy's sgemm 2048^3 rate measured in the same run
+  GEMM            numpy.matmul (the convolutions' and linear layers' products) and blas.gemm
+                  (the space-to-depth convolutions'), with the FLOPs they did (counted per
+                  call: 2 m n k) and the GFLOP/s they reached, against numpy's sgemm 2048^3
+                  rate measured in the same run
   im2col/col2im   minigan/functions/im2col*.py (the gathers feeding the GEMMs), with the wait
                   on its thread pool, where the big gathers run
   depthwise       minigan/functions/depthwise*.py (EfficientNet-lite0's kxk per channel)
@@ -42,7 +43,8 @@ def _row(filename, name):
     as its Python caller's own time: the wrapper below is the GEMM row, and the element-wise
     work lands with the op that asked for it."""
     path = filename.replace(os.sep, "/")
-    if path.endswith("benchmarks/breakdown.py") and name == "__call__":
+    if path.endswith("benchmarks/breakdown.py") and name == "__call__" or \
+            path.endswith("/minigan/functions/blas.py"):        # its ctypes call: its own time
         return "GEMM"
     if "/minigan/functions/im2col" in path or name == "<method 'acquire' of '_thread.lock' " \
             "objects>":
@@ -61,16 +63,18 @@ def _row(filename, name):
 
 
 class CountingMatmul:
-    """numpy.matmul, counting the FLOPs of each product (2 m n k per matrix, times the batch)."""
+    """numpy.matmul (or blas.gemm), counting the FLOPs of each product (2 m n k per matrix,
+    times the batch); `flops` may be shared with another counter."""
 
-    def __init__(self, matmul):
-        self.matmul, self.flops = matmul, 0
+    def __init__(self, matmul, flops=None):
+        self.matmul, self.flops = matmul, flops if flops is not None else [0]
 
     def __call__(self, a, b, *args, **kwargs):
         a_, b_ = numpy.asarray(a), numpy.asarray(b)
         if a_.ndim >= 2 and b_.ndim >= 2:
             batch = numpy.broadcast_shapes(a_.shape[:-2], b_.shape[:-2])
-            self.flops += 2 * int(numpy.prod(batch)) * a_.shape[-2] * a_.shape[-1] * b_.shape[-1]
+            self.flops[0] += 2 * int(numpy.prod(batch)) * a_.shape[-2] * a_.shape[-1] * \
+                b_.shape[-1]
         return self.matmul(a, b, *args, **kwargs)
 
 
@@ -111,11 +115,12 @@ def _loops_outside(profile, rows):
 
 def breakdown(step, iterations):
     """(seconds per row per iteration, GEMM FLOPs per iteration, wall s/it without profiling)."""
-    from minigan.functions import jit, norm_jit
+    from minigan.functions import blas, jit, norm_jit
     step()                                           # warm-up: workspaces, caches
     wall = min(_seconds(step) for _ in range(iterations))
     counting = CountingMatmul(numpy.matmul)
     numpy.matmul = counting                          # the ops call xp.matmul: counted
+    blas.gemm = CountingMatmul(blas.gemm, counting.flops)
     profile = cProfile.Profile()
     rows = dict.fromkeys(ROWS, 0.0)
     plain = jit.over_blocks
@@ -127,11 +132,12 @@ def breakdown(step, iterations):
         profile.disable()
     finally:
         numpy.matmul = counting.matmul
+        blas.gemm = blas.gemm.matmul
         jit.over_blocks = norm_jit.over_blocks = plain
     rows = {k: v / iterations for k, v in rows.items()}
     for (filename, _, name), (_, _, tottime, _, _) in pstats.Stats(profile).stats.items():
         rows[_row(filename, name)] += tottime / iterations
-    return rows, counting.flops / iterations, wall
+    return rows, counting.flops[0] / iterations, wall
 
 
 def steps(gan, batch, size):

@@ -73,3 +73,10 @@ def test_minigan_blas_0_turns_it_off(monkeypatch):
     monkeypatch.setattr(blas, "_gemm", None)
     monkeypatch.setenv("MINIGAN_BLAS", "1")
     assert blas.available()
+
+
+def test_gemm_runs_before_anyone_asked_available(monkeypatch):
+    monkeypatch.setattr(blas, "_gemm", None)
+    c = numpy.zeros((2, 2), numpy.float32)
+    blas.gemm(numpy.eye(2, dtype=numpy.float32), numpy.ones((2, 2), numpy.float32), c)
+    numpy.testing.assert_array_equal(c, 1)

@@ -58,12 +58,15 @@ def _find():
 def available():
     """True when gemm() may run: an OpenBLAS with cblas ?gemm is loaded (searched once) and
     MINIGAN_BLAS is not "0" (read on every call, so a benchmark can switch it)."""
+    return os.environ.get("MINIGAN_BLAS", "1") != "0" and bool(_functions())
+
+
+def _functions():
+    """{dtype: cblas ?gemm}, searched for once."""
     global _gemm
-    if os.environ.get("MINIGAN_BLAS", "1") == "0":
-        return False
     if _gemm is None:
         _gemm = _find()
-    return bool(_gemm)
+    return _gemm
 
 
 def _layout(a):
@@ -93,7 +96,10 @@ def gemm(a, b, c, beta=0.0, alpha=1.0):
     if k == 0:
         c *= beta
         return c
-    fn = _gemm[c.dtype]
+    fn = _functions().get(c.dtype)
+    if fn is None:
+        raise RuntimeError("gemm: no OpenBLAS with cblas is loaded in this process "
+                           f"(or no ?gemm for {c.dtype})")
     layouts = []
     for v in (a, b):
         lay = _layout(v)
