@@ -272,6 +272,8 @@ def test_space_to_depth_takes_only_its_geometry(big, small, ksize, s, p, groups,
     monkeypatch.setattr(s2d.blas, "available", lambda: True)
     x = numpy.zeros((1, 2, 1, 1), numpy.float32)
     assert s2d.takes(big, small, ksize, s, p, (1, 1), groups, x) == want
+    if small == (32, 48):       # the threshold counts the pixels of the whole batch
+        assert s2d.takes(big, small, ksize, s, p, (1, 1), groups, numpy.zeros((3, 2, 1, 1)))
     assert not s2d.takes(big, small, ksize, s, p, (1, 1), groups, x.astype(numpy.float16))
     monkeypatch.setattr(minigan.cuda, "enabled", lambda a: True)
     assert not s2d.takes(big, small, ksize, s, p, (1, 1), groups, x)

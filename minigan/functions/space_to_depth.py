@@ -20,8 +20,8 @@ last column is dropped. The adjoints read the same windows:
 The transposed convolution is the x-gradient of this one, so its forward is `gx` and its
 gradients are `conv` and `grad_w` with the sides swapped. The copies are S (C H W values, a
 quarter of the columns) and gy_wide; the GEMMs have K = 4C instead of 16C, which loses more than
-it saves on small images: this form runs where the small side has MIN_PIXELS pixels per sample
-(the measurements: benchmarks/README.md). Every product is tested equal to the im2col form.
+it saves on small images: this form runs where the small side has MIN_PIXELS pixels over the
+batch (the measurements: benchmarks/README.md). Every product is tested equal to the im2col form.
 """
 import numpy
 
@@ -29,16 +29,17 @@ from .. import cuda
 from . import blas
 from .im2col import scratch
 
-MIN_PIXELS = 64 * 64        # per sample, on the small side: below it im2col's one GEMM wins
+MIN_PIXELS = 64 * 64        # N oh ow, on the small side: below it im2col's one GEMM wins
 
 
 def takes(big, small, ksize, s, p, d, groups, a):
-    """Whether a product between an image of size `big` (H, W) and one of size `small` runs here."""
+    """Whether a product between images of size `big` (H, W) and `small` runs here; a is one of
+    its (N, C, H, W) operands."""
     return (type(a) is numpy.ndarray and not cuda.enabled(a)
             and a.dtype in (numpy.float32, numpy.float64) and tuple(ksize) == (4, 4)
             and s == (2, 2) and p == (1, 1) and d == (1, 1) and groups == 1
             and tuple(big) == (2 * small[0], 2 * small[1])
-            and small[0] * small[1] >= MIN_PIXELS and blas.available())
+            and a.shape[0] * small[0] * small[1] >= MIN_PIXELS and blas.available())
 
 
 def _phases(x, slot):
