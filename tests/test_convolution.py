@@ -244,6 +244,7 @@ def test_space_to_depth_route_equals_the_im2col_route(deconv, case, monkeypatch)
     if not s2d.blas.available():
         pytest.skip("no OpenBLAS with cblas loaded: the space-to-depth form is off")
     monkeypatch.setattr(s2d, "MIN_PIXELS", 1)
+    monkeypatch.setattr(s2d, "MIN_SAMPLE_PIXELS", 1)
     arrays = case.arrays(deconv, True)
     used = []
     for name in ("conv", "conv_grad_x", "conv_grad_w"):
@@ -274,6 +275,9 @@ def test_space_to_depth_takes_only_its_geometry(big, small, ksize, s, p, groups,
     assert s2d.takes(big, small, ksize, s, p, (1, 1), groups, x) == want
     if small == (32, 48):       # the threshold counts the pixels of the whole batch
         assert s2d.takes(big, small, ksize, s, p, (1, 1), groups, numpy.zeros((3, 2, 1, 1)))
+    # but not of many small images (DCGAN's 14 x 14 at batch 64)
+    assert not s2d.takes((28, 28), (14, 14), ksize, s, p, (1, 1), groups,
+                         numpy.zeros((64, 2, 1, 1)))
     assert not s2d.takes(big, small, ksize, s, p, (1, 1), groups, x.astype(numpy.float16))
     monkeypatch.setattr(minigan.cuda, "enabled", lambda a: True)
     assert not s2d.takes(big, small, ksize, s, p, (1, 1), groups, x)

@@ -21,7 +21,8 @@ The transposed convolution is the x-gradient of this one, so its forward is `gx`
 gradients are `conv` and `grad_w` with the sides swapped. The copies are S (C H W values, a
 quarter of the columns) and gy_wide; the GEMMs have K = 4C instead of 16C, which loses more than
 it saves on small images: this form runs where the small side has MIN_PIXELS pixels over the
-batch (the measurements: benchmarks/README.md). Every product is tested equal to the im2col form.
+batch and MIN_SAMPLE_PIXELS per sample (a batch of small images runs N x 4 small GEMMs: DCGAN's
+14 x 14 layers at batch 64 took 1.28x as long). The measurements: benchmarks/README.md. Every product is tested equal to the im2col form.
 """
 import numpy
 
@@ -30,6 +31,7 @@ from . import blas
 from .im2col import scratch
 
 MIN_PIXELS = 64 * 64        # N oh ow, on the small side: below it im2col's one GEMM wins
+MIN_SAMPLE_PIXELS = 32 * 32     # oh ow
 
 
 def takes(big, small, ksize, s, p, d, groups, a):
@@ -39,6 +41,7 @@ def takes(big, small, ksize, s, p, d, groups, a):
             and a.dtype in (numpy.float32, numpy.float64) and tuple(ksize) == (4, 4)
             and s == (2, 2) and p == (1, 1) and d == (1, 1) and groups == 1
             and tuple(big) == (2 * small[0], 2 * small[1])
+            and small[0] * small[1] >= MIN_SAMPLE_PIXELS
             and a.shape[0] * small[0] * small[1] >= MIN_PIXELS and blas.available())
 
 
