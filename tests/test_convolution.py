@@ -241,10 +241,10 @@ def test_space_to_depth_route_equals_the_im2col_route(deconv, case, monkeypatch)
     """Forward, first and second order gradients of the space-to-depth form equal the im2col
     form's; its three products are the ones taken."""
     from minigan.functions import space_to_depth as s2d
-    if not s2d.blas.available():
+    if not s2d._win.blas.available():
         pytest.skip("no OpenBLAS with cblas loaded: the space-to-depth form is off")
-    monkeypatch.setattr(s2d, "MIN_PIXELS", 1)
-    monkeypatch.setattr(s2d, "MIN_SAMPLE_PIXELS", 1)
+    for name in ("MIN_PIXELS", "MIN_SAMPLE_PIXELS", "MIN_CHANNELS"):
+        monkeypatch.setattr(s2d._win, name, 1)
     arrays = case.arrays(deconv, True)
     used = []
     for name in ("conv", "conv_grad_x", "conv_grad_w"):
@@ -252,11 +252,66 @@ def test_space_to_depth_route_equals_the_im2col_route(deconv, case, monkeypatch)
         monkeypatch.setattr(s2d, name, lambda *a, _f=fn, _n=name: used.append(_n) or _f(*a))
     got = _results(deconv, case, arrays)
     assert set(used) == {"conv", "conv_grad_x", "conv_grad_w"}
-    monkeypatch.setattr(s2d, "MIN_PIXELS", 1 << 40)
+    monkeypatch.setattr(s2d._win, "MIN_PIXELS", 1 << 40)
     used.clear()
     for g, w in zip(got, _results(deconv, case, arrays)):
         numpy.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
     assert not used
+
+
+WINDOW_CASES = [
+    (False, Case(1, 3, 5, (6, 7), 3, pad=1)),                       # 3 x 3 same
+    (False, Case(2, 4, 3, (5, 6), (3, 2), pad=(1, 0))),
+    (False, Case(1, 2, 3, 7, 5, pad=3)),                            # pad > k - 1
+    (False, Case(2, 3, 2, (4, 5), 3)),                              # no pad
+    (True, Case(1, 5, 3, (4, 6), 3, pad=1)),                        # stride-1 transposed
+    (True, Case(2, 3, 4, (3, 2), (2, 3), pad=(0, 1))),
+]
+
+
+@pytest.mark.parametrize("deconv,case", WINDOW_CASES, ids=repr)
+def test_window_route_equals_the_im2col_route(deconv, case, monkeypatch):
+    """The stride-1 window form (conv_windows.py) to second order equals the im2col and
+    flipped forms; its three products are the ones taken."""
+    from minigan.functions import conv_windows as win
+    if not win.blas.available():
+        pytest.skip("no OpenBLAS with cblas loaded: the window form is off")
+    for name in ("MIN_PIXELS", "MIN_SAMPLE_PIXELS", "MIN_CHANNELS"):
+        monkeypatch.setattr(win, name, 1)
+    arrays = case.arrays(deconv, True)
+    used = []
+    for name in ("conv", "conv_grad_x", "conv_grad_w"):
+        fn = getattr(win, name)
+        monkeypatch.setattr(win, name, lambda *a, _f=fn, _n=name: used.append(_n) or _f(*a))
+    got = _results(deconv, case, arrays)
+    assert set(used) == {"conv", "conv_grad_x", "conv_grad_w"}
+    monkeypatch.setattr(win, "MIN_PIXELS", 1 << 40)
+    used.clear()
+    for g, w in zip(got, _results(deconv, case, arrays)):
+        numpy.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+    assert not used
+
+
+@pytest.mark.parametrize("shape, co, ksize, s, p, d, groups, want", [
+    ((1, 64, 64, 64), 64, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),
+    ((4, 64, 32, 32), 64, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),     # 4096 pixels in all
+    ((1, 64, 32, 32), 64, (3, 3), (1, 1), (1, 1), (1, 1), 1, False),
+    ((64, 64, 16, 16), 64, (3, 3), (1, 1), (1, 1), (1, 1), 1, False),   # small per sample
+    ((1, 64, 64, 64), 16, (3, 3), (1, 1), (1, 1), (1, 1), 1, False),    # few channels
+    ((1, 3, 64, 64), 64, (3, 3), (1, 1), (1, 1), (1, 1), 1, False),
+    ((1, 64, 64, 64), 64, (1, 1), (1, 1), (0, 0), (1, 1), 1, False),    # pointwise: plain GEMM
+    ((1, 64, 130, 130), 64, (3, 3), (2, 2), (1, 1), (1, 1), 1, False),
+    ((1, 64, 64, 64), 64, (3, 3), (1, 1), (2, 2), (2, 2), 1, False),
+    ((1, 64, 64, 64), 64, (3, 3), (1, 1), (1, 1), (1, 1), 2, False),
+])
+def test_window_form_takes_only_its_geometry(shape, co, ksize, s, p, d, groups, want,
+                                             monkeypatch):
+    from minigan.functions import conv_windows as win
+    monkeypatch.setattr(win.blas, "available", lambda: True)
+    a = numpy.zeros(shape[:2] + (1, 1), numpy.float32)
+    assert win.takes(shape, co, ksize, s, p, d, groups, a) == want
+    monkeypatch.setattr(win.blas, "available", lambda: False)
+    assert not win.takes(shape, co, ksize, s, p, d, groups, a)
 
 
 @pytest.mark.parametrize("big, small, ksize, s, p, groups, want", [
@@ -270,20 +325,23 @@ def test_space_to_depth_route_equals_the_im2col_route(deconv, case, monkeypatch)
 def test_space_to_depth_takes_only_its_geometry(big, small, ksize, s, p, groups, want,
                                                 monkeypatch):
     from minigan.functions import space_to_depth as s2d
-    monkeypatch.setattr(s2d.blas, "available", lambda: True)
+    monkeypatch.setattr(s2d._win.blas, "available", lambda: True)
     x = numpy.zeros((1, 2, 1, 1), numpy.float32)
-    assert s2d.takes(big, small, ksize, s, p, (1, 1), groups, x) == want
+    assert s2d.takes(big, small, 32, 32, ksize, s, p, (1, 1), groups, x) == want
     if small == (32, 48):       # the threshold counts the pixels of the whole batch
-        assert s2d.takes(big, small, ksize, s, p, (1, 1), groups, numpy.zeros((3, 2, 1, 1)))
+        assert s2d.takes(big, small, 32, 32, ksize, s, p, (1, 1), groups,
+                         numpy.zeros((3, 2, 1, 1)))
     # but not of many small images (DCGAN's 14 x 14 at batch 64)
-    assert not s2d.takes((28, 28), (14, 14), ksize, s, p, (1, 1), groups,
+    assert not s2d.takes((28, 28), (14, 14), 32, 32, ksize, s, p, (1, 1), groups,
                          numpy.zeros((64, 2, 1, 1)))
-    assert not s2d.takes(big, small, ksize, s, p, (1, 1), groups, x.astype(numpy.float16))
+    assert not s2d.takes(big, small, 32, 32, ksize, s, p, (1, 1), groups,
+                         x.astype(numpy.float16))
+    assert not s2d.takes(big, small, 7, 31, ksize, s, p, (1, 1), groups, x)    # K = 28, 31
     monkeypatch.setattr(minigan.cuda, "enabled", lambda a: True)
-    assert not s2d.takes(big, small, ksize, s, p, (1, 1), groups, x)
+    assert not s2d.takes(big, small, 32, 32, ksize, s, p, (1, 1), groups, x)
     monkeypatch.setattr(minigan.cuda, "enabled", lambda a: False)
-    monkeypatch.setattr(s2d.blas, "available", lambda: False)
-    assert not s2d.takes(big, small, ksize, s, p, (1, 1), groups, x)
+    monkeypatch.setattr(s2d._win.blas, "available", lambda: False)
+    assert not s2d.takes(big, small, 32, 32, ksize, s, p, (1, 1), groups, x)
 
 
 @pytest.mark.parametrize("n", [1, 64])

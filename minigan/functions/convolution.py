@@ -19,9 +19,10 @@ pay, and every form is tested equal to the plain one to every order:
   GEMM + col2im, where the padded 7 x 7 convolution would do 16 times the work);
 - 'batch_last': N samples of few output pixels in a (C, H, W, N) layout, one GEMM for the whole
   batch (im2col_last.py).
-Before the route, a 4 x 4 stride-2 pad-1 product on big images takes space_to_depth.py's form:
-four GEMMs over windows of the image's phases, no columns. The measured gains are in
-benchmarks/README.md.
+Before the route, a product on big images with enough channels on both sides builds no columns:
+a 4 x 4 stride-2 pad-1 one takes space_to_depth.py's form (four GEMMs over windows of the image's
+phases), a stride-1 one conv_windows.py's (kh kw GEMMs over windows of the padded image). The
+measured gains are in benchmarks/README.md.
 """
 import operator
 
@@ -29,6 +30,7 @@ from .. import backend
 from ..core import FunctionNode, as_array
 from . import im2col as _im
 from . import im2col_last as _last
+from . import conv_windows as _win
 from . import space_to_depth as _s2d
 from .depthwise import depthwise_convolution_2d
 from .math import sum as _sum
@@ -93,8 +95,12 @@ def _conv(x, W, b, s, p, d, G, col=None):
     N, C, H, Wd = x.shape
     Co, Cg, kh, kw = W.shape
     oh, ow = _im.conv_outsize(H, kh, s[0], p[0], d[0]), _im.conv_outsize(Wd, kw, s[1], p[1], d[1])
-    if col is None and _s2d.takes((H, Wd), (oh, ow), (kh, kw), s, p, d, G, x):
+    if col is None and _s2d.takes((H, Wd), (oh, ow), C, Co, (kh, kw), s, p, d, G, x):
         y = _s2d.conv(x, W)
+        _add_bias(y, b)
+        return y
+    if col is None and _win.takes(x.shape, Co, (kh, kw), s, p, d, G, x):
+        y = _win.conv(x, W, p)
         _add_bias(y, b)
         return y
     how = _conv_route(x, Co, kh, kw, s, p, d, G, oh, ow, col)
@@ -121,8 +127,12 @@ def _deconv(x, W, b, s, p, d, G, outsize):
     _, Cg, kh, kw = W.shape
     oh, ow = outsize
     M = Cg * kh * kw
-    if _s2d.takes(outsize, (H, Wd), (kh, kw), s, p, d, G, x):
+    if _s2d.takes(outsize, (H, Wd), Cg, Ci, (kh, kw), s, p, d, G, x):
         y = _s2d.conv_grad_x(x, W)
+        _add_bias(y, b)
+        return y
+    if _win.takes((N, Cg) + tuple(outsize), Ci, (kh, kw), s, p, d, G, x):
+        y = _win.conv_grad_x(x, W, p, outsize)     # stride 1: the outsize is the default
         _add_bias(y, b)
         return y
     # GEMM-then-col2im writes G Cg H W values per tap; the flipped twin's im2col copies Ci oh ow
@@ -151,8 +161,10 @@ def _conv_grad_w(x, gy, kh, kw, s, p, d, G, col=None):
     xp = backend.get_array_module(x)
     N, C, H, W = x.shape
     Co, oh, ow = gy.shape[1:]
-    if col is None and _s2d.takes((H, W), (oh, ow), (kh, kw), s, p, d, G, x):
+    if col is None and _s2d.takes((H, W), (oh, ow), C, Co, (kh, kw), s, p, d, G, x):
         return _s2d.conv_grad_w(x, gy)
+    if col is None and _win.takes(x.shape, Co, (kh, kw), s, p, d, G, x):
+        return _win.conv_grad_w(x, gy, p, (kh, kw))
     how = _conv_route(x, Co, kh, kw, s, p, d, G, oh, ow, col)     # the same test as in _conv
     if how == "flipped":
         # gW[o, c, i, j] = sum_y gy[o, y] x[c, y + d i - p] = sum_h x[c, h] gy[o, h - d i + p]:
@@ -219,6 +231,7 @@ class Deconvolution2DFunction(FunctionNode):
         kh, kw = W.shape[2:]
         col = None
         if 0 in indexes and 1 in indexes and \
+                not _win.takes(gy.shape, x.shape[1], (kh, kw), s, p, d, G, gy.array) and \
                 _conv_route(gy.array, x.shape[1], kh, kw, s, p, d, G, *x.shape[2:]) == "nchw":
             # gx = conv(gy, W) and gW = gy-columns @ x^T read the same columns of gy: build once
             # (the other forms read no such columns; space_to_depth's two products would build
