@@ -1,0 +1,77 @@
+"""A convolution's forward + backward (x- and W-gradients) with and without the window forms
+(space_to_depth.py, conv_windows.py), alternating in one process (MINIGAN_BLAS=1 / 0).
+
+    python benchmarks/conv_forms.py [--reps 5] [--batch 1,4,8]
+
+The shapes: pix2pix's 4 x 4 stride-2 layers that take the space-to-depth form and its
+neighbours below the threshold, and Lightweight GAN's 3 x 3 stride-1 ones. Prints the median
+milliseconds of each form and the median over repetitions of windows / im2col.
+"""
+import argparse
+import os
+import statistics
+import time
+
+import numpy
+
+import minigan.functions as F
+import reference
+from minigan import Variable
+
+# (name, transposed, C in, C out, image side, kernel, stride, pad)
+LAYERS = [
+    ("enc.c1", False, 64, 128, 256, 4, 2, 1), ("enc.c2", False, 128, 256, 128, 4, 2, 1),
+    ("enc.c3", False, 256, 512, 64, 4, 2, 1), ("dec.c4", True, 1024, 256, 32, 4, 2, 1),
+    ("dec.c5", True, 512, 128, 64, 4, 2, 1), ("dec.c6", True, 256, 64, 128, 4, 2, 1),
+    ("3x3 128", False, 128, 128, 128, 3, 1, 1), ("3x3 256", False, 256, 256, 64, 3, 1, 1),
+    ("3x3 64", False, 64, 64, 128, 3, 1, 1), ("3x3 512", False, 512, 512, 32, 3, 1, 1),
+]
+
+
+def step(n, deconv, cin, cout, size, k, s, p):
+    """A closure of forward + backward of one layer on random float32 data."""
+    rng = numpy.random.default_rng(0)
+    x = Variable(rng.standard_normal((n, cin, size, size), dtype=numpy.float32))
+    shape = (cin, cout, k, k) if deconv else (cout, cin, k, k)
+    W = Variable(0.05 * rng.standard_normal(shape, dtype=numpy.float32))
+    op = F.deconvolution_2d if deconv else F.convolution_2d
+
+    def run():
+        x.cleargrad()
+        W.cleargrad()
+        y = op(x, W, None, s, p)
+        y.grad = numpy.ones_like(y.array)
+        y.backward()
+    return run
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--batch", default="1,8")
+    reference.add_malloc_flag(ap)
+    args = ap.parse_args(argv)
+    print(reference.host_memory(args), flush=True)
+    print("| layer | batch | windows ms | im2col ms | windows / im2col |")
+    print("|---|---|---|---|---|")
+    for n in (int(b) for b in args.batch.split(",")):
+        for name, *layer in LAYERS:
+            run = step(n, *layer)
+            times = {"1": [], "0": []}
+            for v in times:
+                os.environ["MINIGAN_BLAS"] = v
+                run()
+            for _ in range(args.reps):
+                for v, ts in times.items():
+                    os.environ["MINIGAN_BLAS"] = v
+                    t = time.perf_counter()
+                    run()
+                    ts.append(time.perf_counter() - t)
+            ratio = statistics.median(a / b for a, b in zip(times["1"], times["0"]))
+            print(f"| {name} | {n} | {statistics.median(times['1']) * 1e3:.0f} | "
+                  f"{statistics.median(times['0']) * 1e3:.0f} | {ratio:.2f} |", flush=True)
+    os.environ.pop("MINIGAN_BLAS")
+
+
+if __name__ == "__main__":
+    main()
