@@ -236,29 +236,6 @@ S2D_CASES = [
 ]
 
 
-@pytest.mark.parametrize("deconv,case", S2D_CASES, ids=repr)
-def test_space_to_depth_route_equals_the_im2col_route(deconv, case, monkeypatch):
-    """Forward, first and second order gradients of the space-to-depth form equal the im2col
-    form's; its three products are the ones taken."""
-    from minigan.functions import space_to_depth as s2d
-    if not s2d._win.blas.available():
-        pytest.skip("no OpenBLAS with cblas loaded: the space-to-depth form is off")
-    for name in ("MIN_PIXELS", "MIN_SAMPLE_PIXELS", "MIN_CHANNELS"):
-        monkeypatch.setattr(s2d._win, name, 1)
-    arrays = case.arrays(deconv, True)
-    used = []
-    for name in ("conv", "conv_grad_x", "conv_grad_w"):
-        fn = getattr(s2d, name)
-        monkeypatch.setattr(s2d, name, lambda *a, _f=fn, _n=name: used.append(_n) or _f(*a))
-    got = _results(deconv, case, arrays)
-    assert set(used) == {"conv", "conv_grad_x", "conv_grad_w"}
-    monkeypatch.setattr(s2d._win, "MIN_PIXELS", 1 << 40)
-    used.clear()
-    for g, w in zip(got, _results(deconv, case, arrays)):
-        numpy.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
-    assert not used
-
-
 WINDOW_CASES = [
     (False, Case(1, 3, 5, (6, 7), 3, pad=1)),                       # 3 x 3 same
     (False, Case(2, 4, 3, (5, 6), (3, 2), pad=(1, 0))),
@@ -269,20 +246,26 @@ WINDOW_CASES = [
 ]
 
 
-@pytest.mark.parametrize("deconv,case", WINDOW_CASES, ids=repr)
-def test_window_route_equals_the_im2col_route(deconv, case, monkeypatch):
-    """The stride-1 window form (conv_windows.py) to second order equals the im2col and
-    flipped forms; its three products are the ones taken."""
+@pytest.mark.parametrize("form,deconv,case",
+                         [("space_to_depth", d, c) for d, c in S2D_CASES] +
+                         [("conv_windows", d, c) for d, c in WINDOW_CASES],
+                         ids=lambda v: v if isinstance(v, str) else repr(v))
+def test_window_forms_equal_the_im2col_route(form, deconv, case, monkeypatch):
+    """Forward, first and second order gradients of the space-to-depth form (4 x 4 stride 2)
+    and the stride-1 window form equal the im2col and flipped forms'; the form's three
+    products are the ones taken."""
+    import importlib
     from minigan.functions import conv_windows as win
     if not win.blas.available():
-        pytest.skip("no OpenBLAS with cblas loaded: the window form is off")
+        pytest.skip("no OpenBLAS with cblas loaded: the window forms are off")
+    module = importlib.import_module(f"minigan.functions.{form}")
     for name in ("MIN_PIXELS", "MIN_SAMPLE_PIXELS", "MIN_CHANNELS"):
         monkeypatch.setattr(win, name, 1)
     arrays = case.arrays(deconv, True)
     used = []
     for name in ("conv", "conv_grad_x", "conv_grad_w"):
-        fn = getattr(win, name)
-        monkeypatch.setattr(win, name, lambda *a, _f=fn, _n=name: used.append(_n) or _f(*a))
+        fn = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _f=fn, _n=name: used.append(_n) or _f(*a))
     got = _results(deconv, case, arrays)
     assert set(used) == {"conv", "conv_grad_x", "conv_grad_w"}
     monkeypatch.setattr(win, "MIN_PIXELS", 1 << 40)

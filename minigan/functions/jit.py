@@ -128,7 +128,8 @@ def _adam(p, g, m, v, c1, c2, step, eps_hat, shrink, lo, hi):
 
 
 def _amsgrad(p, g, m, v, vhat, c1, c2, step, eps_hat, shrink, lo, hi):
-    """_adam with vhat <- max(vhat, v) in the denominator, NaN winning as in numpy.maximum."""
+    """_adam with vhat <- max(vhat, v) in the denominator, NaN winning as in numpy.maximum
+    (a loop of its own: one loop with a flag, v standing in for vhat, gave scalar code)."""
     p, g, m, v, vhat = p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], vhat[lo:hi]
     for i in range(p.size):
         gi = g[i]
