@@ -527,3 +527,28 @@ def test_cupy_matches_numpy(deconv, case):
         results.append([minigan.backend.to_cpu(a) for a in [y.array] + [v.grad.array for v in vs]])
     for got, want in zip(results[1], results[0]):
         numpy.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * numpy.abs(want).max())
+
+
+@pytest.mark.parametrize("form", ["space_to_depth", "conv_windows"])
+def test_window_forms_return_no_view_of_their_workspaces(form, monkeypatch):
+    """A result that is a whole workspace row (one sample, one output channel and row; a k x 1
+    kernel) must still be a copy: the next call reuses the workspace."""
+    from minigan.functions import conv_windows as win
+    if not win.blas.available():
+        pytest.skip("no OpenBLAS with cblas loaded: the window forms are off")
+    for name in ("MIN_PIXELS", "MIN_SAMPLE_PIXELS", "MIN_CHANNELS"):
+        monkeypatch.setattr(win, name, 1)
+    rng = numpy.random.RandomState(0)
+    # two input channels and one output channel: not a depthwise convolution
+    x_shape, w_shape, pad, stride = (((1, 2, 2, 6), (1, 2, 4, 4), 1, 2) if form == "space_to_depth"
+                                     else ((1, 2, 3, 5), (1, 2, 3, 1), 0, 1))
+    x, W = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    y = F.convolution_2d(x, W, stride=stride, pad=pad).array
+    first = y.copy()
+    F.convolution_2d(rng.standard_normal(x.shape), W, stride=stride, pad=pad)
+    numpy.testing.assert_array_equal(y, first)
+    gx = F.deconvolution_2d(y, W, stride=stride, pad=pad, outsize=x.shape[2:]).array
+    first = gx.copy()
+    F.deconvolution_2d(rng.standard_normal(y.shape), W, stride=stride, pad=pad,
+                       outsize=x.shape[2:])
+    numpy.testing.assert_array_equal(gx, first)

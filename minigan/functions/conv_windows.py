@@ -123,7 +123,7 @@ def conv(x, W, p):
     Wp = Wd + 2 * p[1]
     oh, ow = H + 2 * p[0] - kh + 1, Wp - kw + 1
     y = window_conv(_padded(x, p, "win"), _taps(W), oh, Wp)
-    return numpy.ascontiguousarray(y.reshape(N, -1, oh, Wp)[..., :ow])
+    return y.reshape(N, -1, oh, Wp)[..., :ow].copy()      # a copy: y is a workspace
 
 
 def conv_grad_x(gy, W, p, size):
@@ -133,7 +133,7 @@ def conv_grad_x(gy, W, p, size):
     Wp = Wd + 2 * p[1]
     gP = window_grad_x(wide(gy, Wp), _taps(W), H + 2 * p[0] + 1, Wp, "win")
     gP = gP.reshape(gy.shape[0], W.shape[1], -1, Wp)
-    return numpy.ascontiguousarray(gP[:, :, p[0]:p[0] + H, p[1]:p[1] + Wd])
+    return gP[:, :, p[0]:p[0] + H, p[1]:p[1] + Wd].copy()      # a copy: gP is a workspace
 
 
 def conv_grad_w(x, gy, p, ksize):

@@ -63,7 +63,8 @@ def _image(S, C, H, W):
 
 
 def _taps(W):
-    """Q (2, 2, Cout, 4C) from W (Cout, C, 4, 4): Q[u, v][o, (a, b, c)] = W[o, c, 2u + a, 2v + b]."""
+    """Q (2, 2, Cout, 4C) from W (Cout, C, 4, 4): Q[u, v][o, (a, b, c)] = W[o, c, 2u + a,
+    2v + b]."""
     Co, C = W.shape[:2]
     return numpy.ascontiguousarray(
         W.reshape(Co, C, 2, 2, 2, 2).transpose(2, 4, 0, 3, 5, 1).reshape(2, 2, Co, 4 * C))
@@ -74,7 +75,7 @@ def conv(x, W):
     N, C, H, Wd = x.shape
     oh, ow = H // 2, Wd // 2
     y = _win.window_conv(_phases(x, "s2d"), _taps(W), oh, ow + 1, "s2d_out")
-    return numpy.ascontiguousarray(y.reshape(N, -1, oh, ow + 1)[..., :ow])
+    return y.reshape(N, -1, oh, ow + 1)[..., :ow].copy()      # a copy: y is a workspace
 
 
 def conv_grad_x(gy, W):
