@@ -178,11 +178,12 @@ class Adam(Optimizer):
         shrink = 1 - self.eta * self.weight_decay_rate
         if cuda.enabled(param):     # one pass over p, g, m, v (kernels/optimizer.cu)
             return _adam_kernel(param, grad, state, self.amsgrad, b1, b2, step, eps_hat, shrink)
-        if jit.takes(param, grad) and param.dtype == grad.dtype:    # that pass compiled
-            return jit.adam(param.reshape(-1), grad.reshape(-1), state["m"].reshape(-1),
-                            state["v"].reshape(-1),
-                            state["vhat"].reshape(-1) if self.amsgrad else None,
-                            b1, b2, step, eps_hat, shrink)
+        states = [state[k] for k in self.state_names]
+        if jit.takes(param, grad, *states) and all(a.flags.c_contiguous for a in states) and \
+                len({a.dtype for a in [param, grad] + states}) == 1:    # that pass, compiled
+            flat = [a.reshape(-1) for a in [param, grad] + states]      # views: updated in place
+            return jit.adam(*flat[:4], flat[4] if self.amsgrad else None, b1, b2, step, eps_hat,
+                            shrink)
         arrays = [param, grad, state["m"], state["v"]]
         if self.amsgrad:
             arrays.append(state["vhat"])

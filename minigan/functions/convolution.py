@@ -234,8 +234,9 @@ class Deconvolution2DFunction(FunctionNode):
                 not _win.takes(gy.shape, x.shape[1], (kh, kw), s, p, d, G, gy.array) and \
                 _conv_route(gy.array, x.shape[1], kh, kw, s, p, d, G, *x.shape[2:]) == "nchw":
             # gx = conv(gy, W) and gW = gy-columns @ x^T read the same columns of gy: build once
-            # (the other forms read no such columns; space_to_depth's two products would build
-            # its phases twice, and measured no faster than these shared columns)
+            # (the other forms read no such columns; the stride-1 window form, which builds
+            # none, goes first; space_to_depth's two products would build its phases twice, and
+            # measured no faster than these shared columns)
             col = _columns(gy.array, kh, kw, s, p, d, *x.shape[2:], slot="shared_col")
         gx = gW = gb = None
         if 0 in indexes:
