@@ -1,8 +1,9 @@
 """C = alpha A B + beta C on strided 2-D views, by the BLAS that NumPy itself loaded (ctypes).
 
 numpy.matmul cannot accumulate into its output (beta = 1) and copies a view whose rows are
-further apart than BLAS's leading dimension allows for it. space_to_depth.py needs both: four
-GEMMs summed into one output, each reading a window of one image buffer. On Linux with the
+further apart than BLAS's leading dimension allows for it. The window convolutions
+(conv_windows.py, space_to_depth.py) need both: GEMMs summed into one output, each reading a
+window of one image buffer. On Linux with the
 OpenBLAS that NumPy's wheels ship (symbols scipy_cblas_sgemm64_ and the like) this module calls
 cblas_?gemm on those views directly, in the same library and thread pool as NumPy's products.
 Elsewhere available() is False and the convolutions keep their im2col form.
@@ -13,9 +14,8 @@ import os
 import numpy
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
-# (prefix, suffix, integer type) of the cblas symbols, most specific first
-_SYMBOLS = (("scipy_cblas_", "64_", ctypes.c_int64), ("cblas_", "64_", ctypes.c_int64),
-            ("scipy_cblas_", "", ctypes.c_int), ("cblas_", "", ctypes.c_int))
+# (symbol prefix, suffix) of an OpenBLAS build: NumPy's wheels' "scipy_" ... "64_", a plain one
+_NAMES = (("scipy_", "64_"), ("", "64_"), ("scipy_", ""), ("", ""))
 _gemm = None        # {dtype: cblas function}, {} when there is none, None before the search
 
 
@@ -34,21 +34,25 @@ def _loaded_blas():
 
 
 def _find():
-    """{float32: sgemm, float64: dgemm} from the loaded OpenBLAS, or {}."""
+    """{float32: sgemm, float64: dgemm} from the loaded OpenBLAS, or {}. The integer width comes
+    from the library's own build line (USE64BITINT), never from a guess."""
     for path in _loaded_blas():
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for prefix, suffix, integer in _SYMBOLS:
+        for prefix, suffix in _NAMES:
             try:
-                fns = {dt: getattr(lib, f"{prefix}{ch}gemm{suffix}")
+                config = getattr(lib, f"{prefix}openblas_get_config{suffix}")
+                fns = {dt: getattr(lib, f"{prefix}cblas_{ch}gemm{suffix}")
                        for dt, ch in ((numpy.float32, "s"), (numpy.float64, "d"))}
             except AttributeError:
                 continue
+            config.restype, config.argtypes = ctypes.c_char_p, []
+            i = ctypes.c_int64 if b"USE64BITINT" in (config() or b"") else ctypes.c_int
+            p = ctypes.c_void_p
             for dt, fn in fns.items():
                 real = ctypes.c_float if dt is numpy.float32 else ctypes.c_double
-                i, p = integer, ctypes.c_void_p
                 fn.argtypes = [i, i, i, i, i, i, real, p, i, p, i, real, p, i]
                 fn.restype = None
             return {numpy.dtype(dt): fn for dt, fn in fns.items()}
