@@ -261,6 +261,8 @@ def test_window_forms_equal_the_im2col_route(form, deconv, case, monkeypatch):
     module = importlib.import_module(f"minigan.functions.{form}")
     for name in ("MIN_PIXELS", "MIN_SAMPLE_PIXELS", "MIN_CHANNELS"):
         monkeypatch.setattr(win, name, 1)
+    monkeypatch.setattr(im, "_CHUNK_BYTES", 1)        # the phase copies: one channel per block,
+    monkeypatch.setattr(im, "_PARALLEL_BYTES", 0)     # on the thread pool
     arrays = case.arrays(deconv, True)
     used = []
     for name in ("conv", "conv_grad_x", "conv_grad_w"):

@@ -17,7 +17,7 @@ product is tested equal to the im2col form.
 import numpy
 
 from . import conv_windows as _win
-from .im2col import scratch
+from .im2col import _run, scratch
 
 
 def takes(big, small, c_big, c_small, ksize, s, p, d, groups, a):
@@ -31,21 +31,28 @@ def takes(big, small, c_big, c_small, ksize, s, p, d, groups, a):
 
 def _phases(x, slot):
     """S (N, 4C, (oh + 2) Wp) for x (N, C, 2 oh, 2 ow): the padded phases, one spare zero row
-    (window (1, 1) runs one element past the last phase row)."""
+    (window (1, 1) runs one element past the last phase row); in blocks of channels, threaded
+    for big images as im2col's copies."""
     N, C, H, W = x.shape
     oh, ow = H // 2, W // 2
     S = scratch(numpy, (N, 2, 2, C, oh + 2, ow + 1), x.dtype, slot)
-    # xpad[2m + a] = x[2m + a - 1]: phase a = 0 holds the odd rows from m = 1 (m = 0 is the pad),
-    # a = 1 the even rows from m = 0 (m = oh is the pad); columns alike
-    S[:, 0, :, :, 0] = 0
-    S[:, 1, :, :, oh] = 0
-    S[:, :, :, :, oh + 1] = 0
-    S[:, :, 0, :, :, 0] = 0
-    S[:, :, 1, :, :, ow] = 0
-    S[:, 0, 0, :, 1:oh + 1, 1:] = x[:, :, 1::2, 1::2]
-    S[:, 0, 1, :, 1:oh + 1, :ow] = x[:, :, 1::2, 0::2]
-    S[:, 1, 0, :, :oh, 1:] = x[:, :, 0::2, 1::2]
-    S[:, 1, 1, :, :oh, :ow] = x[:, :, 0::2, 0::2]
+
+    def block(lo, hi):
+        P = S[:, :, :, lo:hi]
+        # xpad[2m + a] = x[2m + a - 1]: phase a = 0 holds the odd rows from m = 1 (m = 0 is the
+        # pad), a = 1 the even rows from m = 0 (m = oh is the pad); columns alike
+        P[:, 0, :, :, 0] = 0
+        P[:, 1, :, :, oh] = 0
+        P[:, :, :, :, oh + 1] = 0
+        P[:, :, 0, :, :, 0] = 0
+        P[:, :, 1, :, :, ow] = 0
+        xs = x[:, lo:hi]
+        P[:, 0, 0, :, 1:oh + 1, 1:] = xs[:, :, 1::2, 1::2]
+        P[:, 0, 1, :, 1:oh + 1, :ow] = xs[:, :, 1::2, 0::2]
+        P[:, 1, 0, :, :oh, 1:] = xs[:, :, 0::2, 1::2]
+        P[:, 1, 1, :, :oh, :ow] = xs[:, :, 0::2, 0::2]
+
+    _run(block, C, N * H * W * x.itemsize, S.nbytes, numpy)
     return S.reshape(N, 4 * C, (oh + 2) * (ow + 1))
 
 
@@ -55,10 +62,15 @@ def _image(S, C, H, W):
     oh, ow = H // 2, W // 2
     S = S.reshape(N, 2, 2, C, oh + 2, ow + 1)
     x = numpy.empty((N, C, H, W), S.dtype)
-    x[:, :, 1::2, 1::2] = S[:, 0, 0, :, 1:oh + 1, 1:]
-    x[:, :, 1::2, 0::2] = S[:, 0, 1, :, 1:oh + 1, :ow]
-    x[:, :, 0::2, 1::2] = S[:, 1, 0, :, :oh, 1:]
-    x[:, :, 0::2, 0::2] = S[:, 1, 1, :, :oh, :ow]
+
+    def block(lo, hi):
+        P, xs = S[:, :, :, lo:hi], x[:, lo:hi]
+        xs[:, :, 1::2, 1::2] = P[:, 0, 0, :, 1:oh + 1, 1:]
+        xs[:, :, 1::2, 0::2] = P[:, 0, 1, :, 1:oh + 1, :ow]
+        xs[:, :, 0::2, 1::2] = P[:, 1, 0, :, :oh, 1:]
+        xs[:, :, 0::2, 0::2] = P[:, 1, 1, :, :oh, :ow]
+
+    _run(block, C, N * H * W * x.itemsize, x.nbytes, numpy)
     return x
 
 
