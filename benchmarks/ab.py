@@ -17,12 +17,32 @@ import breakdown
 import reference
 
 
+def alternate(step, name, values, reps):
+    """{value: seconds of each step} with os.environ[name] = value, the values in turn per
+    repetition, after one warm-up step under each (compilation, workspaces)."""
+    times = {v: [] for v in values}
+    for v in values:
+        os.environ[name] = v
+        step()
+    for _ in range(reps):
+        for v in values:
+            os.environ[name] = v
+            t = time.perf_counter()
+            step()
+            times[v].append(time.perf_counter() - t)
+    return times
+
+
+def median_ratio(times, base):
+    """The median over repetitions of times[i] / base[i]."""
+    return statistics.median(a / b for a, b in zip(times, base))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--env", required=True, help="NAME=value1,value2[,...]")
-    ap.add_argument("--gan", choices=("pix2pix", "dcgan", "lightweight", "projected"),
-                    default="pix2pix")
-    ap.add_argument("--batch", type=int, default=None, help="as breakdown.py's")
+    ap.add_argument("--gan", choices=breakdown.GANS, default="pix2pix")
+    ap.add_argument("--batch", type=int, default=None, help=breakdown.default_batch.__doc__)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--reps", type=int, default=6)
     reference.add_malloc_flag(ap)
@@ -32,25 +52,15 @@ def main(argv=None):
     if not name or len(values) < 2:
         ap.error("--env wants NAME=value1,value2")
     print(reference.host_memory(args), flush=True)
-    batch = args.batch or {"pix2pix": 1, "dcgan": 64}.get(args.gan, 8)
-    step = breakdown.steps(args.gan, batch, args.size)
-    times = {v: [] for v in values}
-    for v in values:                 # warm-up under every setting (compilation, workspaces)
-        os.environ[name] = v
-        step()
-    for _ in range(args.reps):
-        for v in values:
-            os.environ[name] = v
-            t = time.perf_counter()
-            step()
-            times[v].append(time.perf_counter() - t)
+    batch = args.batch or breakdown.default_batch(args.gan)
+    times = alternate(breakdown.steps(args.gan, batch, args.size), name, values, args.reps)
     first = times[values[0]]
     print(f"{args.gan}, batch {batch}: {args.reps} iterations per setting, alternating")
     print(f"| {name} | median s/it | min s/it | / {name}={values[0]} (median of pairs) |")
     print("|---|---|---|---|")
     for v in values:
-        ratio = statistics.median(a / b for a, b in zip(times[v], first))
-        print(f"| {v} | {statistics.median(times[v]):.3f} | {min(times[v]):.3f} | {ratio:.3f} |")
+        print(f"| {v} | {statistics.median(times[v]):.3f} | {min(times[v]):.3f} | "
+              f"{median_ratio(times[v], first):.3f} |")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 Runs the step under cProfile and files each function's own time under one row:
 
   GEMM            numpy.matmul (the convolutions' and linear layers' products) and blas.gemm
-                  (the space-to-depth convolutions'), with the FLOPs they did (counted per
+                  (the window convolutions'), with the FLOPs they did (counted per
                   call: 2 m n k) and the GFLOP/s they reached, against numpy's sgemm 2048^3
                   rate measured in the same run
   im2col/col2im   minigan/functions/im2col*.py (the gathers feeding the GEMMs), with the wait
@@ -36,6 +36,12 @@ import reference
 
 ROWS = ("GEMM", "im2col/col2im", "depthwise", "normalization", "optimizer", "other ops",
         "engine")
+GANS = ("pix2pix", "dcgan", "lightweight", "projected")
+
+
+def default_batch(gan):
+    """Each speed benchmark's own batch: 1 for pix2pix, 64 for DCGAN, 8 for the others."""
+    return {"pix2pix": 1, "dcgan": 64}.get(gan, 8)
 
 
 def _row(filename, name):
@@ -160,17 +166,15 @@ def steps(gan, batch, size):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--gan", choices=("pix2pix", "dcgan", "lightweight", "projected"),
-                    default="pix2pix")
-    ap.add_argument("--batch", type=int, default=None,
-                    help="default: 1 for pix2pix, 64 for DCGAN, 8 for the others")
+    ap.add_argument("--gan", choices=GANS, default="pix2pix")
+    ap.add_argument("--batch", type=int, default=None, help=default_batch.__doc__)
     ap.add_argument("--size", type=int, default=128, help="Lightweight GAN's and ProjectedGAN's")
     ap.add_argument("--iterations", type=int, default=3)
     reference.add_malloc_flag(ap)
     args = ap.parse_args(argv)
     print(reference.host_memory(args), flush=True)
     if args.batch is None:
-        args.batch = {"pix2pix": 1, "dcgan": 64}.get(args.gan, 8)
+        args.batch = default_batch(args.gan)
     rate = sgemm_rate()
     rows, flops, wall = breakdown(steps(args.gan, args.batch, args.size), args.iterations)
     total = sum(rows.values())

@@ -10,10 +10,10 @@ milliseconds of each form and the median over repetitions of windows / im2col.
 import argparse
 import os
 import statistics
-import time
 
 import numpy
 
+import ab
 import minigan.functions as F
 import reference
 from minigan import Variable
@@ -56,18 +56,8 @@ def main(argv=None):
     print("|---|---|---|---|---|")
     for n in (int(b) for b in args.batch.split(",")):
         for name, *layer in LAYERS:
-            run = step(n, *layer)
-            times = {"1": [], "0": []}
-            for v in times:
-                os.environ["MINIGAN_BLAS"] = v
-                run()
-            for _ in range(args.reps):
-                for v, ts in times.items():
-                    os.environ["MINIGAN_BLAS"] = v
-                    t = time.perf_counter()
-                    run()
-                    ts.append(time.perf_counter() - t)
-            ratio = statistics.median(a / b for a, b in zip(times["1"], times["0"]))
+            times = ab.alternate(step(n, *layer), "MINIGAN_BLAS", ("1", "0"), args.reps)
+            ratio = ab.median_ratio(times["1"], times["0"])
             print(f"| {name} | {n} | {statistics.median(times['1']) * 1e3:.0f} | "
                   f"{statistics.median(times['0']) * 1e3:.0f} | {ratio:.2f} |", flush=True)
     os.environ.pop("MINIGAN_BLAS")

@@ -184,10 +184,7 @@ class Adam(Optimizer):
             flat = [a.reshape(-1) for a in [param, grad] + states]      # views: updated in place
             return jit.adam(*flat[:4], flat[4] if self.amsgrad else None, b1, b2, step, eps_hat,
                             shrink)
-        arrays = [param, grad, state["m"], state["v"]]
-        if self.amsgrad:
-            arrays.append(state["vhat"])
-        for p, g, m, v, *vhat in _blocks(xp, *arrays):
+        for p, g, m, v, *vhat in _blocks(xp, param, grad, *states):
             buf = self._buffer(xp, p.dtype, p.size)
             xp.subtract(g, m, out=buf)      # m <- m + (1 - b1) (g - m)
             buf *= 1 - b1

@@ -3,9 +3,9 @@
 numpy.matmul cannot accumulate into its output (beta = 1) and copies a view whose rows are
 further apart than BLAS's leading dimension allows for it. The window convolutions
 (conv_windows.py, space_to_depth.py) need both: GEMMs summed into one output, each reading a
-window of one image buffer. On Linux with the
-OpenBLAS that NumPy's wheels ship (symbols scipy_cblas_sgemm64_ and the like) this module calls
-cblas_?gemm on those views directly, in the same library and thread pool as NumPy's products.
+window of one image buffer. On Linux with the OpenBLAS that NumPy's wheels ship (symbols
+scipy_cblas_sgemm64_ and the like) this module calls cblas_?gemm on those views directly, in
+the same library and thread pool as NumPy's products.
 Elsewhere available() is False and the convolutions keep their im2col form.
 """
 import ctypes
@@ -21,8 +21,7 @@ _gemm = None        # {dtype: cblas function}, {} when there is none, None befor
 
 def _loaded_blas():
     """Paths of the OpenBLAS libraries mapped into this process (NumPy's among them)."""
-    numpy.dot(numpy.ones((2, 2)), numpy.ones((2, 2)))      # NumPy's BLAS is surely loaded
-    try:
+    try:        # NumPy's extension module links its BLAS: mapped since `import numpy`
         with open("/proc/self/maps") as f:
             paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
     except OSError:
@@ -97,8 +96,8 @@ def gemm(a, b, c, beta=0.0, alpha=1.0):
         return c
     if c.strides[1] != c.itemsize or c.strides[0] < n * c.itemsize or not c.flags.writeable:
         raise ValueError("gemm: c must be a writeable view with unit-stride rows")
-    if k == 0:
-        c *= beta
+    if k == 0:                  # as BLAS: beta = 0 ignores c (NaN there included)
+        c[...] = 0 if beta == 0 else c * beta
         return c
     fn = _functions().get(c.dtype)
     if fn is None:

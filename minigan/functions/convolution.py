@@ -51,9 +51,10 @@ def _pair(v, name, op):
 
 
 def _add_bias(y, b):
-    """y += b over the channel axis, in place."""
+    """y += b over the channel axis, in place; returns y."""
     if b is not None:
         y += b.reshape(1, -1, 1, 1)
+    return y
 
 
 def _is_pointwise(kh, kw, s, p):
@@ -96,13 +97,9 @@ def _conv(x, W, b, s, p, d, G, col=None):
     Co, Cg, kh, kw = W.shape
     oh, ow = _im.conv_outsize(H, kh, s[0], p[0], d[0]), _im.conv_outsize(Wd, kw, s[1], p[1], d[1])
     if col is None and _s2d.takes((H, Wd), (oh, ow), C, Co, (kh, kw), s, p, d, G, x):
-        y = _s2d.conv(x, W)
-        _add_bias(y, b)
-        return y
+        return _add_bias(_s2d.conv(x, W), b)
     if col is None and _win.takes(x.shape, Co, (kh, kw), s, p, d, G, x):
-        y = _win.conv(x, W, p)
-        _add_bias(y, b)
-        return y
+        return _add_bias(_win.conv(x, W, p), b)
     how = _conv_route(x, Co, kh, kw, s, p, d, G, oh, ow, col)
     if how == "nchw":
         K, P = Cg * kh * kw, oh * ow
@@ -128,13 +125,10 @@ def _deconv(x, W, b, s, p, d, G, outsize):
     oh, ow = outsize
     M = Cg * kh * kw
     if _s2d.takes(outsize, (H, Wd), Cg, Ci, (kh, kw), s, p, d, G, x):
-        y = _s2d.conv_grad_x(x, W)
-        _add_bias(y, b)
-        return y
+        return _add_bias(_s2d.conv_grad_x(x, W), b)
     if _win.takes((N, Cg) + tuple(outsize), Ci, (kh, kw), s, p, d, G, x):
-        y = _win.conv_grad_x(x, W, p, outsize)     # stride 1: the outsize is the default
-        _add_bias(y, b)
-        return y
+        # stride 1: the outsize is the default
+        return _add_bias(_win.conv_grad_x(x, W, p, outsize), b)
     # GEMM-then-col2im writes G Cg H W values per tap; the flipped twin's im2col copies Ci oh ow
     how = _im.route(x, (kh, kw), s, p, d, G, G * Cg * H * Wd, Ci * oh * ow, H * Wd)
     if how == "nchw":
