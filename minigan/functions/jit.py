@@ -4,7 +4,8 @@ Where NumPy needs several broadcast passes and temporaries over one array and a 
 needs one or two, the CPU path may call a loop compiled here. The NumPy code stays the
 reference (and the default without numba); MINIGAN_JIT=0 turns the loops off; tests run both
 and compare them. Used: normalization (norm_jit.py), depthwise convolution's taps
-(depthwise_jit.py), the activations' element-wise passes and Adam's update.
+(depthwise_jit.py), the activations' element-wise passes, Adam's update and Winograd's tile
+transforms (winograd.py).
 """
 import math
 import os
