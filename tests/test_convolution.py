@@ -246,6 +246,15 @@ WINDOW_CASES = [
 ]
 
 
+def _spy_products(module, monkeypatch):
+    """The names of module's conv, conv_grad_x and conv_grad_w as they run, in a list."""
+    used = []
+    for name in ("conv", "conv_grad_x", "conv_grad_w"):
+        fn = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _f=fn, _n=name: used.append(_n) or _f(*a))
+    return used
+
+
 @pytest.mark.parametrize("form,deconv,case",
                          [("space_to_depth", d, c) for d, c in S2D_CASES] +
                          [("conv_windows", d, c) for d, c in WINDOW_CASES],
@@ -264,16 +273,46 @@ def test_window_forms_equal_the_im2col_route(form, deconv, case, monkeypatch):
     monkeypatch.setattr(im, "_CHUNK_BYTES", 1)        # the phase copies: one channel per block,
     monkeypatch.setattr(im, "_PARALLEL_BYTES", 0)     # on the thread pool
     arrays = case.arrays(deconv, True)
-    used = []
-    for name in ("conv", "conv_grad_x", "conv_grad_w"):
-        fn = getattr(module, name)
-        monkeypatch.setattr(module, name, lambda *a, _f=fn, _n=name: used.append(_n) or _f(*a))
+    used = _spy_products(module, monkeypatch)
     got = _results(deconv, case, arrays)
     assert set(used) == {"conv", "conv_grad_x", "conv_grad_w"}
     monkeypatch.setattr(win, "MIN_PIXELS", 1 << 40)
     used.clear()
     for g, w in zip(got, _results(deconv, case, arrays)):
         numpy.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+    assert not used
+
+
+# odd and non-square sizes leave partial tiles; a stride-1 transposed convolution runs the same
+# three products the other way
+WINOGRAD_CASES = [
+    (False, Case(1, 3, 5, (6, 7), 3, pad=1)), (False, Case(2, 4, 3, (9, 5), 3)),
+    (False, Case(1, 2, 3, (5, 11), 3, pad=2)), (False, Case(3, 5, 4, 4, 3, pad=1)),
+    (True, Case(1, 3, 5, (7, 6), 3, pad=1)), (True, Case(2, 4, 3, (3, 8), 3)),
+]
+
+
+@pytest.mark.parametrize("deconv,case", WINOGRAD_CASES, ids=repr)
+def test_winograd_form_equals_the_im2col_route(deconv, case, monkeypatch):
+    """Forward, first and second order gradients of Winograd's F(4 x 4, 3 x 3) equal the other
+    routes' in float64; its three products are the ones taken, its transforms a channel per
+    block on the thread pool."""
+    from minigan.functions import jit, winograd as wg
+    if jit.numba is None:
+        pytest.skip("numba (minigan[jit]) is absent: the form is off")
+    monkeypatch.setenv("MINIGAN_JIT", "1")
+    monkeypatch.setattr(wg, "MIN_SAMPLE_PIXELS", 1)
+    monkeypatch.setattr(wg, "MIN_PIXELS", {1: 1})
+    monkeypatch.setattr(im, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(im, "_PARALLEL_BYTES", 0)
+    arrays = case.arrays(deconv, True)
+    used = _spy_products(wg, monkeypatch)
+    got = _results(deconv, case, arrays)
+    assert set(used) == {"conv", "conv_grad_x", "conv_grad_w"}
+    used.clear()
+    monkeypatch.setenv("MINIGAN_WINOGRAD", "0")
+    for g, w in zip(got, _results(deconv, case, arrays)):
+        numpy.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-11)
     assert not used
 
 
