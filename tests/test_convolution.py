@@ -283,6 +283,55 @@ def test_window_forms_equal_the_im2col_route(form, deconv, case, monkeypatch):
     assert not used
 
 
+S2D_LAST_CASES = [
+    (False, Case(4, 3, 5, (8, 6), 4, stride=2, pad=1)),             # DCGAN's D, small
+    (False, Case(5, 2, 3, (6, 10), 4, stride=2, pad=1)),
+    (True, Case(4, 5, 3, (4, 3), 4, stride=2, pad=1)),              # DCGAN's G
+]
+
+
+@pytest.mark.parametrize("deconv,case", S2D_LAST_CASES, ids=repr)
+def test_batch_last_space_to_depth_equals_im2col_last(deconv, case, monkeypatch):
+    """The phase form over a batch-last buffer (one GEMM per tap for the whole batch) equals
+    im2col_last's route to second order in float64; its three products are the ones taken."""
+    from minigan.functions import conv_windows as win, space_to_depth as s2d
+    if not win.blas.available():
+        pytest.skip("no OpenBLAS with cblas loaded: the window forms are off")
+    monkeypatch.setattr(win, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(s2d, "MIN_LAST_PIXELS", 1)
+    monkeypatch.setattr(im, "batch_last", lambda *a: True)
+    arrays = case.arrays(deconv, True)
+    used = []
+    for name in ("conv_last", "conv_grad_x_last", "conv_grad_w_last"):
+        fn = getattr(s2d, name)
+        monkeypatch.setattr(s2d, name, lambda *a, _f=fn, _n=name: used.append(_n) or _f(*a))
+    got = _results(deconv, case, arrays)
+    assert set(used) == {"conv_last", "conv_grad_x_last", "conv_grad_w_last"}
+    used.clear()
+    monkeypatch.setattr(s2d, "MIN_LAST_PIXELS", 1 << 40)
+    for g, w in zip(got, _results(deconv, case, arrays)):
+        numpy.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+    assert not used
+
+
+@pytest.mark.parametrize("big, small, c_big, c_small, want", [
+    ((14, 14), (7, 7), 64, 128, True),          # DCGAN's D layer, and G's as its adjoint
+    ((8, 8), (4, 4), 128, 256, False),          # under MIN_LAST_PIXELS
+    ((14, 14), (7, 7), 8, 64, True),            # the phases: K = 4 C = 32
+    ((14, 14), (7, 7), 4, 64, False),
+    ((28, 28), (14, 14), 64, 1, False),         # G's last layer: one channel
+    ((15, 14), (7, 7), 64, 128, False),
+])
+def test_batch_last_space_to_depth_takes_only_its_geometry(big, small, c_big, c_small, want,
+                                                          monkeypatch):
+    from minigan.functions import space_to_depth as s2d
+    monkeypatch.setattr(s2d._win.blas, "available", lambda: True)
+    a = numpy.zeros((64, c_big, 1, 1), numpy.float32)
+    got = s2d.takes_last(big, small, c_big, c_small, (4, 4), (2, 2), (1, 1), (1, 1), 1, a)
+    assert got == want
+    assert not s2d.takes_last(big, small, c_big, c_small, (4, 4), (2, 2), (0, 0), (1, 1), 1, a)
+
+
 # odd and non-square sizes leave partial tiles; a stride-1 transposed convolution runs the same
 # three products the other way
 WINOGRAD_CASES = [

@@ -28,44 +28,45 @@ MIN_PIXELS = 64 * 64            # oh ow over the batch
 MIN_SAMPLE_PIXELS = 32 * 32     # oh ow per sample: N x kh kw small GEMMs lose to one big one
 
 
-def _offsets(kh, kw, Wp):
-    return [(i, j, i * Wp + j) for i in range(kh) for j in range(kw)]
+def _offsets(kh, kw, Wp, step):
+    return [(i, j, (i * Wp + j) * step) for i in range(kh) for j in range(kw)]
 
 
-def window_conv(P, Q, oh, Wp, slot="win_out"):
-    """y_wide (N, Cout, oh Wp) = sum_ij Q[i, j] @ P[n, :, window ij]; P (N, K, rows Wp),
-    Q (kh, kw, Cout, K). A workspace: valid until the next call for the same slot."""
+def window_conv(P, Q, oh, Wp, slot="win_out", step=1):
+    """y_wide (N, Cout, oh Wp step) = sum_ij Q[i, j] @ P[n, :, window ij]; P (N, K, rows Wp
+    step), Q (kh, kw, Cout, K); step: values per pixel (a batch-last buffer's N). A workspace:
+    valid until the next call for the same slot."""
     N = P.shape[0]
     kh, kw, Co = Q.shape[:3]
-    L = oh * Wp
+    L = oh * Wp * step
     y = scratch(numpy, (N, Co, L), P.dtype, slot)
     for n in range(N):
-        for i, j, o in _offsets(kh, kw, Wp):
+        for i, j, o in _offsets(kh, kw, Wp, step):
             blas.gemm(Q[i, j], P[n, :, o:o + L], y[n], beta=0.0 if o == 0 else 1.0)
     return y
 
 
-def window_grad_x(g, Q, rows, Wp, slot):
-    """gP (N, K, rows Wp): the adjoint of window_conv in P, for g (N, Cout, oh Wp) zero in the
-    dropped columns."""
+def window_grad_x(g, Q, rows, Wp, slot, step=1):
+    """gP (N, K, rows Wp step): the adjoint of window_conv in P, for g (N, Cout, oh Wp step)
+    zero in the dropped columns."""
     N = g.shape[0]
     kh, kw, _, K = Q.shape
     L = g.shape[2]
-    gP = scratch(numpy, (N, K, rows * Wp), g.dtype, slot)
+    gP = scratch(numpy, (N, K, rows * Wp * step), g.dtype, slot)
     gP[...] = 0
     for n in range(N):
-        for i, j, o in _offsets(kh, kw, Wp):
+        for i, j, o in _offsets(kh, kw, Wp, step):
             blas.gemm(Q[i, j].T, g[n], gP[n, :, o:o + L], beta=1.0)
     return gP
 
 
-def window_grad_w(P, g, kh, kw, Wp):
+def window_grad_w(P, g, kh, kw, Wp, step=1):
     """Q (kh, kw, Cout, K) = sum_n g[n] @ P[n, :, window ij]^T: the adjoint in Q."""
     N, K = P.shape[:2]
     Co, L = g.shape[1:]
     Q = numpy.empty((kh, kw, Co, K), P.dtype)
     for n in range(N):
-        for i, j, o in _offsets(kh, kw, Wp):
+        for i, j, o in _offsets(kh, kw, Wp, step):
             blas.gemm(g[n], P[n, :, o:o + L].T, Q[i, j], beta=float(n > 0))
     return Q
 
@@ -79,12 +80,14 @@ def wide(g, Wp, slot="win_wide"):
     return out.reshape(N, C, oh * Wp)
 
 
-def usable(a, channels, pixels):
+def usable(a, channels, pixels=None):
     """The conditions every window form shares: a CPU float array, the BLAS, enough channels on
-    both sides and enough output pixels (per sample and over the batch)."""
+    both sides and enough output pixels per sample and over the batch (pixels None: the
+    batch-last forms, whose GEMMs span the batch, ask no size)."""
     return (type(a) is numpy.ndarray and not cuda.enabled(a)
             and a.dtype in (numpy.float32, numpy.float64) and min(channels) >= MIN_CHANNELS
-            and pixels >= MIN_SAMPLE_PIXELS and a.shape[0] * pixels >= MIN_PIXELS
+            and (pixels is None or pixels >= MIN_SAMPLE_PIXELS
+                 and a.shape[0] * pixels >= MIN_PIXELS)
             and blas.available())
 
 

@@ -23,8 +23,9 @@ Before the route, a product on big images with enough channels on both sides bui
 a 4 x 4 stride-2 pad-1 one takes space_to_depth.py's form (four GEMMs over windows of the image's
 phases), a stride-1 one conv_windows.py's (kh kw GEMMs over windows of the padded image), and
 a 3 x 3 stride-1 one with many channels winograd.py's (Winograd's F(4 x 4, 3 x 3): 36 GEMMs
-over 4 x 4 tiles, 2.25 products per output and channel pair instead of 9). The measured gains
-are in benchmarks/README.md.
+over 4 x 4 tiles, 2.25 products per output and channel pair instead of 9). Where the route is
+batch-last, a 4 x 4 stride-2 product runs the phase form over the batch-last buffer instead of
+im2col_last's columns. The measured gains are in benchmarks/README.md.
 """
 import operator
 
@@ -116,6 +117,8 @@ def _conv(x, W, b, s, p, d, G, col=None):
                   out=y.reshape(N, G, Co // G, P))
     elif how == "flipped":
         return _deconv(x, _flip_t(W, G), b, s, _im.flipped_pad((kh, kw), s, p, d), d, G, (oh, ow))
+    elif _s2d.takes_last((H, Wd), (oh, ow), C, Co, (kh, kw), s, p, d, G, x):
+        y = _s2d.conv_last(x, W)
     else:
         y = _last.conv(x, W, s, p, oh, ow)
     _add_bias(y, b)
@@ -151,6 +154,8 @@ def _deconv(x, W, b, s, p, d, G, outsize):
                            d[0], d[1])
     elif how == "flipped":
         return _conv(x, _flip_t(W, G), b, s, _im.flipped_pad((kh, kw), s, p, d), d, G)
+    elif _s2d.takes_last(outsize, (H, Wd), Cg, Ci, (kh, kw), s, p, d, G, x):
+        y = _s2d.conv_grad_x_last(x, W)
     else:
         y = _last.deconv(x, W, s, p, oh, ow)
     _add_bias(y, b)
@@ -174,6 +179,9 @@ def _conv_grad_w(x, gy, kh, kw, s, p, d, G, col=None):
         # the columns of gy (flipped pad) instead of those of x, then the taps turned back
         pf = _im.flipped_pad((kh, kw), s, p, d)
         return xp.ascontiguousarray(_flip_t(_conv_grad_w(gy, x, kh, kw, s, pf, d, G), G))
+    if how == "batch_last" and _s2d.takes_last((H, W), (oh, ow), C, Co, (kh, kw), s, p, d, G,
+                                               x):
+        return _s2d.conv_grad_w_last(x, gy)
     if how == "batch_last":
         return _last.grad_w(x, gy, kh, kw, s, p)
     K, P = C // G * kh * kw, oh * ow

@@ -106,3 +106,85 @@ def conv_grad_w(x, gy):
     # Q[u, v, o, (a, b, c)] = W[o, c, 2u + a, 2v + b]
     return numpy.ascontiguousarray(
         Q.reshape(2, 2, Co, 2, 2, C).transpose(2, 5, 0, 3, 1, 4).reshape(Co, C, 4, 4))
+
+
+# -- batch-last: many small images (DCGAN's 14 x 14 -> 7 x 7) -----------------------------------
+# Per sample the four GEMMs would have only oh (ow + 1) columns; with the batch as the last axis
+# of S, (a, b, c, m, q, n), a tap (u, v) is the window at (u (ow + 1) + v) N of each row, so each
+# GEMM spans the whole batch (conv_windows' core with step = N), where im2col_last.py copies
+# 16 C oh ow N values for its one GEMM.
+
+MIN_LAST_PIXELS = 7 * 7     # oh ow per sample: 0.82x im2col_last at 7 x 7, 1.09x at 4 x 4
+
+
+def takes_last(big, small, c_big, c_small, ksize, s, p, d, groups, a):
+    """takes() for the products that im2col.route sends batch-last."""
+    return (tuple(ksize) == (4, 4) and s == (2, 2) and p == (1, 1) and d == (1, 1)
+            and groups == 1 and tuple(big) == (2 * small[0], 2 * small[1])
+            and small[0] * small[1] >= MIN_LAST_PIXELS
+            and _win.usable(a, (4 * c_big, c_small)))
+
+
+def _phases_last(x, slot):
+    """S (1, 4C, (oh + 2) (ow + 1) N): _phases with the batch as the last axis."""
+    N, C, H, W = x.shape
+    oh, ow = H // 2, W // 2
+    S = scratch(numpy, (2, 2, C, oh + 2, ow + 1, N), x.dtype, slot)
+    S[0, :, :, 0] = 0                       # the pads, as in _phases
+    S[1, :, :, oh] = 0
+    S[:, :, :, oh + 1] = 0
+    S[:, 0, :, :, 0] = 0
+    S[:, 1, :, :, ow] = 0
+    xt = x.transpose(1, 2, 3, 0)            # (C, H, W, N), a view
+    S[0, 0, :, 1:oh + 1, 1:] = xt[:, 1::2, 1::2]
+    S[0, 1, :, 1:oh + 1, :ow] = xt[:, 1::2, 0::2]
+    S[1, 0, :, :oh, 1:] = xt[:, 0::2, 1::2]
+    S[1, 1, :, :oh, :ow] = xt[:, 0::2, 0::2]
+    return S.reshape(1, 4 * C, -1)
+
+
+def _image_last(S, N, C, H, W):
+    """The adjoint of _phases_last: the image (N, C, H, W), its padding dropped."""
+    oh, ow = H // 2, W // 2
+    S = S.reshape(2, 2, C, oh + 2, ow + 1, N)
+    x = numpy.empty((N, C, H, W), S.dtype)
+    xt = x.transpose(1, 2, 3, 0)
+    xt[:, 1::2, 1::2] = S[0, 0, :, 1:oh + 1, 1:]
+    xt[:, 1::2, 0::2] = S[0, 1, :, 1:oh + 1, :ow]
+    xt[:, 0::2, 1::2] = S[1, 0, :, :oh, 1:]
+    xt[:, 0::2, 0::2] = S[1, 1, :, :oh, :ow]
+    return x
+
+
+def _wide_last(gy, slot):
+    """gy (N, Co, oh, ow) as (1, Co, oh (ow + 1) N), batch last, zeros in the column ow."""
+    N, Co, oh, ow = gy.shape
+    g = scratch(numpy, (Co, oh, ow + 1, N), gy.dtype, slot)
+    g[:, :, :ow] = gy.transpose(1, 2, 3, 0)
+    g[:, :, ow] = 0
+    return g.reshape(1, Co, -1)
+
+
+def conv_last(x, W):
+    """conv in the batch-last layout."""
+    N, C, H, Wd = x.shape
+    oh, ow = H // 2, Wd // 2
+    y = _win.window_conv(_phases_last(x, "s2d"), _taps(W), oh, ow + 1, "s2d_out", step=N)
+    return y.reshape(-1, oh, ow + 1, N)[:, :, :ow].transpose(3, 0, 1, 2).copy()
+
+
+def conv_grad_x_last(gy, W):
+    """conv_grad_x in the batch-last layout."""
+    N, _, oh, ow = gy.shape
+    gS = _win.window_grad_x(_wide_last(gy, "win_wide"), _taps(W), oh + 2, ow + 1, "s2d", step=N)
+    return _image_last(gS, N, W.shape[1], 2 * oh, 2 * ow)
+
+
+def conv_grad_w_last(x, gy):
+    """conv_grad_w in the batch-last layout."""
+    N, C = x.shape[:2]
+    Co, oh, ow = gy.shape[1:]
+    Q = _win.window_grad_w(_phases_last(x, "s2d"), _wide_last(gy, "win_wide"), 2, 2, ow + 1,
+                           step=N)
+    return numpy.ascontiguousarray(
+        Q.reshape(2, 2, Co, 2, 2, C).transpose(2, 5, 0, 3, 1, 4).reshape(Co, C, 4, 4))
