@@ -337,6 +337,7 @@ def test_batch_last_space_to_depth_takes_only_its_geometry(big, small, c_big, c_
 WINOGRAD_CASES = [
     (False, Case(1, 3, 5, (6, 7), 3, pad=1)), (False, Case(2, 4, 3, (9, 5), 3)),
     (False, Case(1, 2, 3, (5, 11), 3, pad=2)), (False, Case(3, 5, 4, 4, 3, pad=1)),
+    (False, Case(2, 4, 3, (6, 9), 3, pad=(1, 0))), (True, Case(2, 3, 4, (5, 4), 3, pad=(0, 1))),
     (True, Case(1, 3, 5, (7, 6), 3, pad=1)), (True, Case(2, 4, 3, (3, 8), 3)),
 ]
 
