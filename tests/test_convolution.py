@@ -299,6 +299,7 @@ def test_batch_last_space_to_depth_equals_im2col_last(deconv, case, monkeypatch)
         pytest.skip("no OpenBLAS with cblas loaded: the window forms are off")
     monkeypatch.setattr(win, "MIN_CHANNELS", 1)
     monkeypatch.setattr(s2d, "MIN_LAST_PIXELS", 1)
+    monkeypatch.setattr(s2d, "MIN_LAST_COLUMNS", 1)
     monkeypatch.setattr(im, "batch_last", lambda *a: True)
     arrays = case.arrays(deconv, True)
     used = []
@@ -314,19 +315,21 @@ def test_batch_last_space_to_depth_equals_im2col_last(deconv, case, monkeypatch)
     assert not used
 
 
-@pytest.mark.parametrize("big, small, c_big, c_small, want", [
-    ((14, 14), (7, 7), 64, 128, True),          # DCGAN's D layer, and G's as its adjoint
-    ((8, 8), (4, 4), 128, 256, False),          # under MIN_LAST_PIXELS
-    ((14, 14), (7, 7), 8, 64, True),            # the phases: K = 4 C = 32
-    ((14, 14), (7, 7), 4, 64, False),
-    ((28, 28), (14, 14), 64, 1, False),         # G's last layer: one channel
-    ((15, 14), (7, 7), 64, 128, False),
+@pytest.mark.parametrize("n, big, small, c_big, c_small, want", [
+    (64, (14, 14), (7, 7), 64, 128, True),      # DCGAN's D layer, and G's as its adjoint
+    (8, (16, 16), (8, 8), 128, 256, False),     # 8 x 9 x 8 = 576 columns per GEMM
+    (16, (16, 16), (8, 8), 128, 256, True),
+    (64, (8, 8), (4, 4), 128, 256, False),      # under MIN_LAST_PIXELS
+    (64, (14, 14), (7, 7), 8, 64, True),        # the phases: K = 4 C = 32
+    (64, (14, 14), (7, 7), 4, 64, False),
+    (64, (28, 28), (14, 14), 64, 1, False),     # G's last layer: one channel
+    (64, (15, 14), (7, 7), 64, 128, False),
 ])
-def test_batch_last_space_to_depth_takes_only_its_geometry(big, small, c_big, c_small, want,
+def test_batch_last_space_to_depth_takes_only_its_geometry(n, big, small, c_big, c_small, want,
                                                           monkeypatch):
     from minigan.functions import space_to_depth as s2d
     monkeypatch.setattr(s2d._win.blas, "available", lambda: True)
-    a = numpy.zeros((64, c_big, 1, 1), numpy.float32)
+    a = numpy.zeros((n, c_big, 1, 1), numpy.float32)
     got = s2d.takes_last(big, small, c_big, c_small, (4, 4), (2, 2), (1, 1), (1, 1), 1, a)
     assert got == want
     assert not s2d.takes_last(big, small, c_big, c_small, (4, 4), (2, 2), (0, 0), (1, 1), 1, a)

@@ -115,6 +115,7 @@ def conv_grad_w(x, gy):
 # 16 C oh ow N values for its one GEMM.
 
 MIN_LAST_PIXELS = 7 * 7     # oh ow per sample: 0.82x im2col_last at 7 x 7, 1.09x at 4 x 4
+MIN_LAST_COLUMNS = 1024     # each GEMM's columns, N oh (ow + 1): 0.87x at 1152, 1.01-1.19x at 576
 
 
 def takes_last(big, small, c_big, c_small, ksize, s, p, d, groups, a):
@@ -122,6 +123,7 @@ def takes_last(big, small, c_big, c_small, ksize, s, p, d, groups, a):
     return (tuple(ksize) == (4, 4) and s == (2, 2) and p == (1, 1) and d == (1, 1)
             and groups == 1 and tuple(big) == (2 * small[0], 2 * small[1])
             and small[0] * small[1] >= MIN_LAST_PIXELS
+            and a.shape[0] * small[0] * (small[1] + 1) >= MIN_LAST_COLUMNS
             and _win.usable(a, (4 * c_big, c_small)))
 
 
