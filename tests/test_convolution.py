@@ -210,16 +210,22 @@ def _results(deconv, case, arrays):
     return [y.array] + [g.array for g in grads + second]
 
 
+def _spy_products(module, monkeypatch, names=("conv", "conv_grad_x", "conv_grad_w")):
+    """The names of module's functions `names` as they run, in a list."""
+    used = []
+    for name in names:
+        fn = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _f=fn, _n=name: used.append(_n) or _f(*a))
+    return used
+
+
 @pytest.mark.parametrize("deconv,case", [(False, c) for c in LAST_CONV_CASES] +
                          [(True, c) for c in LAST_DECONV_CASES], ids=repr)
 def test_batch_last_route_equals_the_nchw_route(deconv, case, monkeypatch):
     """Forward, first and second order gradients of both routes agree; the route is taken."""
     from minigan.functions import im2col_last as last
     arrays = case.arrays(deconv, True)
-    used = []
-    for name in ("conv", "deconv", "grad_w"):
-        fn = getattr(last, name)
-        monkeypatch.setattr(last, name, lambda *a, _f=fn, _n=name: used.append(_n) or _f(*a))
+    used = _spy_products(last, monkeypatch, ("conv", "deconv", "grad_w"))
     got = _results(deconv, case, arrays)
     assert {"deconv" if deconv else "conv", "grad_w"} <= set(used)
     from minigan.functions import im2col
@@ -244,15 +250,6 @@ WINDOW_CASES = [
     (True, Case(1, 5, 3, (4, 6), 3, pad=1)),                        # stride-1 transposed
     (True, Case(2, 3, 4, (3, 2), (2, 3), pad=(0, 1))),
 ]
-
-
-def _spy_products(module, monkeypatch):
-    """The names of module's conv, conv_grad_x and conv_grad_w as they run, in a list."""
-    used = []
-    for name in ("conv", "conv_grad_x", "conv_grad_w"):
-        fn = getattr(module, name)
-        monkeypatch.setattr(module, name, lambda *a, _f=fn, _n=name: used.append(_n) or _f(*a))
-    return used
 
 
 @pytest.mark.parametrize("form,deconv,case",
@@ -302,10 +299,7 @@ def test_batch_last_space_to_depth_equals_im2col_last(deconv, case, monkeypatch)
     monkeypatch.setattr(s2d, "MIN_LAST_COLUMNS", 1)
     monkeypatch.setattr(im, "batch_last", lambda *a: True)
     arrays = case.arrays(deconv, True)
-    used = []
-    for name in ("conv_last", "conv_grad_x_last", "conv_grad_w_last"):
-        fn = getattr(s2d, name)
-        monkeypatch.setattr(s2d, name, lambda *a, _f=fn, _n=name: used.append(_n) or _f(*a))
+    used = _spy_products(s2d, monkeypatch, ("conv_last", "conv_grad_x_last", "conv_grad_w_last"))
     got = _results(deconv, case, arrays)
     assert set(used) == {"conv_last", "conv_grad_x_last", "conv_grad_w_last"}
     used.clear()
