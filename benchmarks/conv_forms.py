@@ -6,7 +6,8 @@ and without Winograd's form of the 3 x 3 layers (winograd.py; MINIGAN_WINOGRAD=1
 
 The shapes: pix2pix's 4 x 4 stride-2 layers that take the space-to-depth form and its
 neighbours below the threshold, and Lightweight GAN's 3 x 3 stride-1 ones. Prints the median
-milliseconds of each form and the median over repetitions of windows / im2col.
+milliseconds of each form and the median over repetitions of their ratio (windows / im2col, or
+winograd / windows).
 """
 import argparse
 import os
@@ -62,7 +63,8 @@ def main(argv=None):
     print("|---|---|---|---|---|")
     for n in (int(b) for b in args.batch.split(",")):
         for name, *layer in LAYERS:
-            if args.winograd and layer[4] != 3:
+            kernel = layer[4]
+            if args.winograd and kernel != 3:
                 continue
             times = ab.alternate(step(n, *layer), env, ("1", "0"), args.reps)
             ratio = ab.median_ratio(times["1"], times["0"])

@@ -211,11 +211,16 @@ def _results(deconv, case, arrays):
 
 
 def _spy_products(module, monkeypatch, names=("conv", "conv_grad_x", "conv_grad_w")):
-    """The names of module's functions `names` as they run, in a list."""
+    """The names of module's functions `names` as they run, in a list ("_last" appended to a
+    call with last=True)."""
     used = []
     for name in names:
         fn = getattr(module, name)
-        monkeypatch.setattr(module, name, lambda *a, _f=fn, _n=name: used.append(_n) or _f(*a))
+
+        def spy(*a, _f=fn, _n=name, **kw):
+            used.append(_n + "_last" * bool(kw.get("last")))
+            return _f(*a, **kw)
+        monkeypatch.setattr(module, name, spy)
     return used
 
 
@@ -299,7 +304,7 @@ def test_batch_last_space_to_depth_equals_im2col_last(deconv, case, monkeypatch)
     monkeypatch.setattr(s2d, "MIN_LAST_COLUMNS", 1)
     monkeypatch.setattr(im, "batch_last", lambda *a: True)
     arrays = case.arrays(deconv, True)
-    used = _spy_products(s2d, monkeypatch, ("conv_last", "conv_grad_x_last", "conv_grad_w_last"))
+    used = _spy_products(s2d, monkeypatch)
     got = _results(deconv, case, arrays)
     assert set(used) == {"conv_last", "conv_grad_x_last", "conv_grad_w_last"}
     used.clear()

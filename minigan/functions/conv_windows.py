@@ -71,13 +71,18 @@ def window_grad_w(P, g, kh, kw, Wp, step=1):
     return Q
 
 
-def wide(g, Wp, slot="win_wide"):
-    """g (N, C, oh, ow) at row width Wp, zeros past ow: (N, C, oh Wp)."""
+def wide(g, Wp, slot="win_wide", last=False):
+    """g (N, C, oh, ow) at row width Wp, zeros past ow: (N, C, oh Wp); last: with the batch as
+    the last axis, (1, C, oh Wp N)."""
     N, C, oh, ow = g.shape
-    out = scratch(numpy, (N, C, oh, Wp), g.dtype, slot)
-    out[..., :ow] = g
-    out[..., ow:] = 0
-    return out.reshape(N, C, oh * Wp)
+    if last:
+        out = scratch(numpy, (C, oh, Wp, N), g.dtype, slot)
+        view = out.transpose(3, 0, 1, 2)
+    else:
+        out = view = scratch(numpy, (N, C, oh, Wp), g.dtype, slot)
+    view[..., :ow] = g
+    view[..., ow:] = 0
+    return out.reshape(1, C, -1) if last else out.reshape(N, C, oh * Wp)
 
 
 def usable(a, channels, pixels=None):

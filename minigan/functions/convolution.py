@@ -118,7 +118,7 @@ def _conv(x, W, b, s, p, d, G, col=None):
     elif how == "flipped":
         return _deconv(x, _flip_t(W, G), b, s, _im.flipped_pad((kh, kw), s, p, d), d, G, (oh, ow))
     elif _s2d.takes_last((H, Wd), (oh, ow), C, Co, (kh, kw), s, p, d, G, x):
-        y = _s2d.conv_last(x, W)
+        y = _s2d.conv(x, W, last=True)
     else:
         y = _last.conv(x, W, s, p, oh, ow)
     _add_bias(y, b)
@@ -155,7 +155,7 @@ def _deconv(x, W, b, s, p, d, G, outsize):
     elif how == "flipped":
         return _conv(x, _flip_t(W, G), b, s, _im.flipped_pad((kh, kw), s, p, d), d, G)
     elif _s2d.takes_last(outsize, (H, Wd), Cg, Ci, (kh, kw), s, p, d, G, x):
-        y = _s2d.conv_grad_x_last(x, W)
+        y = _s2d.conv_grad_x(x, W, last=True)
     else:
         y = _last.deconv(x, W, s, p, oh, ow)
     _add_bias(y, b)
@@ -179,10 +179,9 @@ def _conv_grad_w(x, gy, kh, kw, s, p, d, G, col=None):
         # the columns of gy (flipped pad) instead of those of x, then the taps turned back
         pf = _im.flipped_pad((kh, kw), s, p, d)
         return xp.ascontiguousarray(_flip_t(_conv_grad_w(gy, x, kh, kw, s, pf, d, G), G))
-    if how == "batch_last" and _s2d.takes_last((H, W), (oh, ow), C, Co, (kh, kw), s, p, d, G,
-                                               x):
-        return _s2d.conv_grad_w_last(x, gy)
     if how == "batch_last":
+        if _s2d.takes_last((H, W), (oh, ow), C, Co, (kh, kw), s, p, d, G, x):
+            return _s2d.conv_grad_w(x, gy, last=True)
         return _last.grad_w(x, gy, kh, kw, s, p)
     K, P = C // G * kh * kw, oh * ow
     if col is None:

@@ -66,8 +66,7 @@ def takes(shape, Co, ksize, s, p, d, groups, a):
     one of its gradients, runs here; a is one of the product's operands."""
     oh, ow = shape[2] + 2 * p[0] - 2, shape[3] + 2 * p[1] - 2
     return (tuple(ksize) == (3, 3) and s == (1, 1) and d == (1, 1) and groups == 1
-            and type(a) is numpy.ndarray and a.dtype in (numpy.float32, numpy.float64)
-            and oh * ow >= MIN_SAMPLE_PIXELS and enabled()
+            and oh * ow >= MIN_SAMPLE_PIXELS and enabled() and jit.takes(a)
             and any(min(shape[1], Co) >= c and shape[0] * oh * ow >= n
                     for c, n in MIN_PIXELS.items()))
 
