@@ -144,6 +144,11 @@ def wait_idle(limit_s, threshold=0.05):
 def measure_pair(a, b, warmup, reps):
     """Median seconds of a() and b(), alternating rep by rep so that drift hits both alike.
 
+    Each timed call follows an untimed call of the same side: a side's first call after the
+    other's pays for the other's threads winding down (PyTorch's OpenMP threads spin after a
+    parallel region) and for waking its own, which on a 2-core machine is most of a short row
+    (a 4.9 ms batch norm read 8.7 ms right after PyTorch's, and PyTorch's 5.5 read 6.6).
+
     Also returns the share of the machine's CPU time that other processes used meanwhile
     (other helpers' test runs on a shared 2-core VM make a row meaningless).
     """
@@ -153,8 +158,10 @@ def measure_pair(a, b, warmup, reps):
     ta, tb = [], []
     j0, t0 = _cpu_jiffies(), os.times()
     for _ in range(reps):
+        a()
         ta.append(timed(a))
         if b:
+            b()
             tb.append(timed(b))
     j1, t1 = _cpu_jiffies(), os.times()
     foreign = None
