@@ -257,6 +257,25 @@ WINDOW_CASES = [
 ]
 
 
+@pytest.mark.parametrize("groups", [1, 2])
+def test_grad_w_over_a_batch_accumulates_in_place(groups, monkeypatch):
+    """The im2col route's W-gradient over N > 1 samples, summed by BLAS with beta = 1, equals
+    the sum of the per-sample products numpy.matmul makes; blas.gemm is the one taken."""
+    from minigan.functions import blas
+    if not blas.available():
+        pytest.skip("no OpenBLAS with cblas loaded: numpy.matmul sums the products")
+    rng = numpy.random.RandomState(0)
+    x, gy = rng.standard_normal((3, 4, 7, 6)), rng.standard_normal((3, 6, 4, 3))
+    args = (x, gy, 3, 2, (2, 2), (1, 0), (1, 1), groups)
+    calls = []
+    monkeypatch.setattr(blas, "gemm", lambda *a, _g=blas.gemm, **k: calls.append(1) or _g(*a, **k))
+    got = conv_module._conv_grad_w(*args)
+    assert len(calls) == 3 * groups
+    monkeypatch.setattr(blas, "available", lambda: False)
+    numpy.testing.assert_allclose(got, conv_module._conv_grad_w(*args), rtol=1e-13, atol=1e-13)
+
+
+
 @pytest.mark.parametrize("form,deconv,case",
                          [("space_to_depth", d, c) for d, c in S2D_CASES] +
                          [("conv_windows", d, c) for d, c in WINDOW_CASES],

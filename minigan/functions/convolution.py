@@ -29,8 +29,11 @@ im2col_last's columns. The measured gains are in benchmarks/README.md.
 """
 import operator
 
+import numpy
+
 from .. import backend
 from ..core import FunctionNode, as_array
+from . import blas as _blas
 from . import im2col as _im
 from . import im2col_last as _last
 from . import conv_windows as _win
@@ -191,6 +194,11 @@ def _conv_grad_w(x, gy, kh, kw, s, p, d, G, col=None):
     gW = xp.empty((G, Co // G, K), x.dtype)
     if N == 1:
         xp.matmul(gyg[0], colT[0], out=gW)
+    elif type(x) is numpy.ndarray and x.dtype in (numpy.float32, numpy.float64) and _blas.available():
+        # sum_n gy[n] @ col[n]^T accumulated in place (beta = 1): no N copies of gW to sum
+        for n in range(N):
+            for g in range(G):
+                _blas.gemm(gyg[n, g], colT[n, g], gW[g], beta=float(n > 0))
     else:
         xp.matmul(gyg, colT).sum(axis=0, out=gW)
     return gW.reshape(Co, C // G, kh, kw)
