@@ -275,7 +275,6 @@ def test_grad_w_over_a_batch_accumulates_in_place(groups, monkeypatch):
     numpy.testing.assert_allclose(got, conv_module._conv_grad_w(*args), rtol=1e-13, atol=1e-13)
 
 
-
 @pytest.mark.parametrize("form,deconv,case",
                          [("space_to_depth", d, c) for d, c in S2D_CASES] +
                          [("conv_windows", d, c) for d, c in WINDOW_CASES],
