@@ -37,6 +37,21 @@ def test_gemm_copies_views_blas_cannot_read():
     numpy.testing.assert_allclose(blas.gemm(a, b, c), a @ b, rtol=1e-13)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (4, 1)])
+def test_gemm_reads_length_1_axes_of_any_stride(shape):
+    """A broadcast view (stride 0) that NumPy calls contiguous, as a gradient of a sum is."""
+    rng = numpy.random.RandomState(2)
+    a = numpy.broadcast_to(numpy.float32(1.5), shape)
+    for m in (a, numpy.lib.stride_tricks.as_strided(numpy.ones(1, numpy.float32) * 2, shape,
+                                                    (0, 4) if shape[0] == 1 else (4, 0))):
+        b = rng.standard_normal((shape[1], 3)).astype(numpy.float32)
+        c = numpy.zeros((shape[0], 3), numpy.float32)
+        numpy.testing.assert_allclose(blas.gemm(m, b, c), numpy.asarray(m) @ b, rtol=1e-6)
+        bt = rng.standard_normal((3, shape[0])).astype(numpy.float32)
+        c = numpy.zeros((3, shape[1]), numpy.float32)
+        numpy.testing.assert_allclose(blas.gemm(bt, m, c), bt @ numpy.asarray(m), rtol=1e-6)
+
+
 def test_gemm_empty_and_zero_k():
     c = numpy.ones((2, 3), numpy.float32)
     blas.gemm(numpy.zeros((2, 0), numpy.float32), numpy.zeros((0, 3), numpy.float32), c, beta=0.5)

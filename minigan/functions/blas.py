@@ -77,10 +77,16 @@ def _layout(a):
     it = a.itemsize
     s0, s1 = a.strides
     rows, cols = a.shape
-    if (s1 == it or cols == 1) and s0 % it == 0 and s0 // it >= max(cols, 1):
-        return _NO_TRANS, s0 // it
-    if (s0 == it or rows == 1) and s1 % it == 0 and s1 // it >= max(rows, 1):
-        return _TRANS, s1 // it
+    # the stride of a length-1 axis is never read (NumPy leaves it arbitrary, 0 in a broadcast
+    # view that it still calls contiguous): there any leading dimension >= the other side will do
+    if s1 == it or cols == 1:
+        ld = max(cols, 1) if rows == 1 else s0 // it
+        if rows == 1 or (s0 % it == 0 and ld >= max(cols, 1)):
+            return _NO_TRANS, ld
+    if s0 == it or rows == 1:
+        ld = max(rows, 1) if cols == 1 else s1 // it
+        if cols == 1 or (s1 % it == 0 and ld >= max(rows, 1)):
+            return _TRANS, ld
     return None
 
 
