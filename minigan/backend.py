@@ -33,6 +33,12 @@ def is_cupy_array(x):
     return cupy is not None and isinstance(x, cupy.ndarray)
 
 
+def is_host_float(x):
+    """True for a plain NumPy float32 or float64 array: what the CPU's BLAS and compiled loops
+    take (not CuPy, not an ndarray subclass such as the tests' device stand-in)."""
+    return type(x) is numpy.ndarray and x.dtype in (numpy.float32, numpy.float64)
+
+
 def is_array(x):
     """True for a NumPy or CuPy array (not a NumPy scalar, which cannot be written in place)."""
     return isinstance(x, numpy.ndarray) or is_cupy_array(x)

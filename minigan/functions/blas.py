@@ -13,6 +13,8 @@ import os
 
 import numpy
 
+from .. import backend
+
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 # (symbol prefix, suffix) of an OpenBLAS build: NumPy's wheels' "scipy_" ... "64_", a plain one
 _NAMES = (("scipy_", "64_"), ("", "64_"), ("scipy_", ""), ("", ""))
@@ -62,6 +64,11 @@ def available():
     """True when gemm() may run: an OpenBLAS with cblas ?gemm is loaded (searched once) and
     MINIGAN_BLAS is not "0" (read on every call, so a benchmark can switch it)."""
     return os.environ.get("MINIGAN_BLAS", "1") != "0" and bool(_functions())
+
+
+def takes(*arrays):
+    """True where gemm() may run on these arrays: available(), plain NumPy float32/64."""
+    return all(backend.is_host_float(a) for a in arrays) and available()
 
 
 def _functions():

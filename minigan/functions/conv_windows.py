@@ -89,11 +89,10 @@ def usable(a, channels, pixels=None):
     """The conditions every window form shares: a CPU float array, the BLAS, enough channels on
     both sides and enough output pixels per sample and over the batch (pixels None: the
     batch-last forms, whose GEMMs span the batch, ask no size)."""
-    return (type(a) is numpy.ndarray and not cuda.enabled(a)
-            and a.dtype in (numpy.float32, numpy.float64) and min(channels) >= MIN_CHANNELS
+    return (not cuda.enabled(a) and min(channels) >= MIN_CHANNELS
             and (pixels is None or pixels >= MIN_SAMPLE_PIXELS
                  and a.shape[0] * pixels >= MIN_PIXELS)
-            and blas.available())
+            and blas.takes(a))
 
 
 # -- the stride-1 convolution ------------------------------------------------------------------

@@ -29,8 +29,6 @@ im2col_last's columns. The measured gains are in benchmarks/README.md.
 """
 import operator
 
-import numpy
-
 from .. import backend
 from ..core import FunctionNode, as_array
 from . import blas as _blas
@@ -194,8 +192,7 @@ def _conv_grad_w(x, gy, kh, kw, s, p, d, G, col=None):
     gW = xp.empty((G, Co // G, K), x.dtype)
     if N == 1:
         xp.matmul(gyg[0], colT[0], out=gW)
-    elif (type(x) is numpy.ndarray and x.dtype in (numpy.float32, numpy.float64)
-          and _blas.available()):
+    elif _blas.takes(x):
         # sum_n gy[n] @ col[n]^T accumulated in place (beta = 1): no N copies of gW to sum
         for n in range(N):
             for g in range(G):

@@ -12,6 +12,7 @@ import os
 
 import numpy
 
+from .. import backend
 from .im2col import _run
 
 try:
@@ -30,9 +31,7 @@ def enabled():
 
 def takes(*arrays):
     """True where the loops take these arrays: compiled loops on, plain NumPy float32/64."""
-    return enabled() and all(type(a) is numpy.ndarray and a.dtype in (numpy.float32,
-                                                                       numpy.float64)
-                             for a in arrays)
+    return enabled() and all(backend.is_host_float(a) for a in arrays)
 
 
 _compiled = {}
