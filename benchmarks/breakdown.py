@@ -1,7 +1,7 @@
 """Where a minigan training iteration spends its time, beside the floor of the same run.
 
     python benchmarks/breakdown.py [--gan pix2pix|dcgan|lightweight|projected] [--batch 1]
-                                   [--size 128] [--iterations 3]
+                                   [--size 128] [--penalty] [--iterations 3]
 
 Runs the step under cProfile and files each function's own time under one row:
 
@@ -146,9 +146,9 @@ def breakdown(step, iterations):
     return rows, counting.flops[0] / iterations, wall
 
 
-def steps(gan, batch, size):
+def steps(gan, batch, size, penalty=False):
     """A closure of one training iteration of `gan` on a fixed random batch (the step its speed
-    benchmark times; size for Lightweight GAN and ProjectedGAN)."""
+    benchmark times; size for Lightweight GAN and ProjectedGAN, penalty for Lightweight GAN's)."""
     if gan == "pix2pix":
         import pix2pix_speed
         return pix2pix_speed.minigan_step(batch, -1)
@@ -158,7 +158,7 @@ def steps(gan, batch, size):
     if gan == "lightweight":
         import lightweight_speed as S
         c, G, D, opts, inputs = S.case(size, batch)
-        return lambda: S.minigan_step(c, G, D, opts, *inputs, False)
+        return lambda: S.minigan_step(c, G, D, opts, *inputs, penalty)
     import projected_speed as S
     c, models, opts, x = S.case(size, batch)
     return lambda: S.minigan_step(c, models, opts, x)
@@ -169,6 +169,8 @@ def main(argv=None):
     ap.add_argument("--gan", choices=GANS, default="pix2pix")
     ap.add_argument("--batch", type=int, default=None, help=default_batch.__doc__)
     ap.add_argument("--size", type=int, default=128, help="Lightweight GAN's and ProjectedGAN's")
+    ap.add_argument("--penalty", action="store_true",
+                    help="Lightweight GAN's step with its gradient penalty")
     ap.add_argument("--iterations", type=int, default=3)
     reference.add_malloc_flag(ap)
     args = ap.parse_args(argv)
@@ -176,9 +178,11 @@ def main(argv=None):
     if args.batch is None:
         args.batch = default_batch(args.gan)
     rate = sgemm_rate()
-    rows, flops, wall = breakdown(steps(args.gan, args.batch, args.size), args.iterations)
+    rows, flops, wall = breakdown(steps(args.gan, args.batch, args.size, args.penalty),
+                                  args.iterations)
     total = sum(rows.values())
     at = f", {args.size} px" if args.gan in ("lightweight", "projected") else ""
+    at += ", with the penalty" if args.penalty and args.gan == "lightweight" else ""
     print(f"{args.gan}, batch {args.batch}{at}: {wall:.3f} s/it without the profiler, {total:.3f} "
           f"s/it under it; numpy sgemm 2048^3: {rate:.0f} GFLOP/s")
     print("| row | s/it (profiled) | share | note |")
