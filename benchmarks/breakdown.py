@@ -174,6 +174,8 @@ def main(argv=None):
     ap.add_argument("--iterations", type=int, default=3)
     reference.add_malloc_flag(ap)
     args = ap.parse_args(argv)
+    if args.penalty and args.gan != "lightweight":
+        ap.error("--penalty is Lightweight GAN's (--gan lightweight)")
     print(reference.host_memory(args), flush=True)
     if args.batch is None:
         args.batch = default_batch(args.gan)
@@ -182,7 +184,7 @@ def main(argv=None):
                                   args.iterations)
     total = sum(rows.values())
     at = f", {args.size} px" if args.gan in ("lightweight", "projected") else ""
-    at += ", with the penalty" if args.penalty and args.gan == "lightweight" else ""
+    at += ", with the penalty" if args.penalty else ""
     print(f"{args.gan}, batch {args.batch}{at}: {wall:.3f} s/it without the profiler, {total:.3f} "
           f"s/it under it; numpy sgemm 2048^3: {rate:.0f} GFLOP/s")
     print("| row | s/it (profiled) | share | note |")
