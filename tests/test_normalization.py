@@ -68,6 +68,20 @@ def test_third_order(fn):
 
 
 @pytest.mark.parametrize("fn", [F.batch_normalization, F.instance_normalization])
+@pytest.mark.parametrize("used", ["all", "gx", "ggamma", "gbeta"])
+def test_gradient_node_backward(fn, used):
+    """NormalizationGrad, the gradient under create_graph: its derivatives in (x, gamma, gy),
+    first and second order, with every upstream gradient or only one (the others None)."""
+    pick = {"all": slice(None), "gx": slice(0, 1), "ggamma": slice(1, 2), "gbeta": slice(2, 3)}
+
+    def grads(x, g, b, gy):
+        return minigan.grad([fn(x, g, b)], [x, g, b], [gy], create_graph=True)[pick[used]]
+
+    x = randn(2, 3, 2, 3, seed=1) * 2 + 0.5
+    check_op(grads, (x,) + _params(3) + (randn(2, 3, 2, 3, seed=4),))
+
+
+@pytest.mark.parametrize("fn", [F.batch_normalization, F.instance_normalization])
 @pytest.mark.parametrize("dtype", [f32, f64])
 def test_array_backward_matches_differentiable_backward(fn, dtype, passes):
     """The no-graph fast path (create_graph=False) equals the graph path (create_graph=True)."""

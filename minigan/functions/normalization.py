@@ -6,9 +6,10 @@ channel, y = gamma xhat + beta. Batch norm takes the statistics over (N, H, W), 
 rows with BLAS (a @ 1, a . b), several times faster than numpy's sum over axes.
 
 One fused node computes y and, when no graph is recorded, its gradients in a few passes. When the
-gradient must itself be differentiable (create_graph=True), the node rebuilds xhat and
-inv_std = 1 / sqrt(var + eps) as outputs of `Standardize`, whose backward is again written with
-differentiable ops, so every order of derivative is exact.
+gradient must itself be differentiable (create_graph=True, a gradient penalty), the gradient is one
+more node, `NormalizationGrad`: the same fused passes forward, the second derivative backward (on
+arrays in a dozen passes when that is the last order; else with differentiable ops on xhat and
+inv_std = 1 / sqrt(var + eps) from `Standardize`, so every order of derivative is exact).
 
 On CuPy arrays the plain-array passes (_run_forward, _run_backward) are raw kernels
 (kernels/norm.cu, _kernel_forward below): two reads and one write each way.
@@ -18,7 +19,7 @@ import numpy
 from .. import backend, cuda
 from ..core import FunctionNode, as_array, as_variable, config
 from . import jit, norm_jit
-from .array import reshape
+from .array import broadcast_to, reshape
 from .math import mean, sum
 
 
@@ -270,14 +271,108 @@ class Normalization(FunctionNode):
         lay = self.layout
         if not config.enable_backprop:    # plain arrays: nothing will differentiate this gradient
             return _run_backward(lay, x.array, gy.array, self.mean, self.inv_std, self.scale)
-        c = x.shape[1]
+        return NormalizationGrad(self).apply((x, gamma, gy))
+
+
+class NormalizationGrad(FunctionNode):
+    """(x, gamma, gy) -> (gx, ggamma, gbeta), Normalization's gradient as one node.
+
+    Under a gradient penalty (create_graph=True) the gradient is then the fused array pass, not a
+    dozen recorded ops; this node's backward, the second derivative, is written with
+    differentiable ops, so every higher order stays exact.
+    """
+
+    def __init__(self, norm):
+        self.per_sample, self.eps, self.layout = norm.per_sample, norm.eps, norm.layout
+        self.stats = norm.mean, norm.inv_std, norm.scale
+
+    def forward(self, inputs):
+        x, _, gy = inputs
+        self.retain_inputs((0, 1, 2))
+        return _run_backward(self.layout, x, gy, *self.stats)
+
+    def backward(self, indexes, grad_outputs):
+        """With h = gy - mean(gy) - xhat mean(gy xhat) and a = gamma inv_std, the forward is
+        gx = a h, ggamma = sum(gy xhat), gbeta = sum(gy). For upstream (ggx, gggamma, ggbeta):
+          d/dgy    = a (ggx - mean(ggx) - xhat mean(ggx xhat)) + gggamma xhat + ggbeta
+          d/dgamma = sum(ggx h inv_std) over the parameter's axes
+          d/dxhat  = -a (ggx mean(gy xhat) + gy mean(ggx xhat)) + gggamma gy,
+          d/dinv   = gamma sum(ggx h) per statistic,
+        and d/dx from the last two through xhat(x), inv_std(x) (_standardize_grad)."""
+        x, gamma, gy = self.get_retained_inputs()
+        ggx, gggamma, ggbeta = grad_outputs
+        lay = self.layout
+        if not config.enable_backprop:    # the last order: the same formulas on arrays
+            arr = lambda v: None if v is None else v.array
+            g_x, g_gamma, g_gy = _grad_backward(lay, x.array, gamma.array, gy.array, arr(ggx),
+                                                arr(gggamma), arr(ggbeta), *self.stats)
+            return (g_x if 0 in indexes else None, g_gamma if 1 in indexes else None,
+                    g_gy if 2 in indexes else None)
+        pshape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
         xhat, inv_std = Standardize(self.per_sample, self.eps).apply((x,))
-        pshape = (1, c) + (1,) * (x.ndim - 2)
-        gx = _standardize_grad(xhat, inv_std, gy * reshape(gamma, pshape), None, lay.axes,
-                               lay.count) if 0 in indexes else None
-        ggamma = reshape(sum(gy * xhat, lay.param_axes), (c,)) if 1 in indexes else None
-        gbeta = reshape(sum(gy, lay.param_axes), (c,)) if 2 in indexes else None
-        return gx, ggamma, gbeta
+        g = reshape(gamma, pshape)
+        a = g * inv_std
+        g_gy = gxhat = ginv = g_gamma = None
+        if ggx is not None:
+            g_gy = _standardize_grad(xhat, a, ggx, None, lay.axes, lay.count)
+            m = mean(gy * xhat, lay.axes, keepdims=True)
+            h = gy - mean(gy, lay.axes, keepdims=True) - xhat * m
+            s = sum(ggx * h, lay.axes, keepdims=True)                 # per statistic
+            g_gamma = reshape(sum(s * inv_std, lay.param_axes), (x.shape[1],))
+            ginv = g * s
+            gxhat = -a * (ggx * m + gy * mean(ggx * xhat, lay.axes, keepdims=True))
+        if gggamma is not None:
+            r = reshape(gggamma, pshape)
+            g_gy = r * xhat if g_gy is None else g_gy + r * xhat
+            gxhat = r * gy if gxhat is None else gxhat + r * gy
+        if ggbeta is not None:
+            r = broadcast_to(reshape(ggbeta, pshape), x.shape)
+            g_gy = r if g_gy is None else g_gy + r
+        g_x = None
+        if 0 in indexes and gxhat is not None:
+            g_x = _standardize_grad(xhat, inv_std, gxhat, ginv, lay.axes, lay.count)
+        return g_x, g_gamma if 1 in indexes else None, g_gy if 2 in indexes else None
+
+
+def _grad_backward(lay, x, gamma, gy, ggx, gggamma, ggbeta, mu, inv, a):
+    """NormalizationGrad.backward on arrays, in about a dozen passes: five per-statistic means,
+    then g_gy and g_x as per-statistic combinations of ggx, gy and xhat (a = gamma inv_std).
+
+    With gbar = mean(gy), m = mean(gy xhat), p = mean(ggx), q = mean(ggx xhat), R = gggamma,
+    B = ggbeta, n = count: g_gy = a ggx + (R - a q) xhat + B - a p; s = n (mean(ggx gy) - gbar p
+    - m q); g_gamma = sum of s inv_std; and _standardize_grad of gxhat = -a (m ggx + q gy) + R gy,
+    ginv = gamma s, whose means are known: mean(gxhat) = -a (p m + gbar q) + R gbar and
+    mean(gxhat xhat) = R m - 2 a m q.
+    """
+    xp = backend.get_array_module(x)
+    n = lay.count
+    x3, gy3 = _rows(x), _rows(gy)
+    mean_of = lambda u3, v3: lay.group(_row_dot(u3, v3)) * (1 / n)
+    xhat = xp.subtract(x3, mu)
+    xhat *= inv
+    gbar, m = lay.row_means(gy3), mean_of(gy3, xhat)
+    R = 0 if gggamma is None else gggamma[:, None]
+    B = 0 if ggbeta is None else ggbeta[:, None]
+    p = q = s = 0
+    if ggx is not None:
+        g3 = _rows(ggx)
+        p, q = lay.row_means(g3), mean_of(g3, xhat)
+        s = n * (mean_of(g3, gy3) - gbar * p - m * q)
+    g_gamma = lay.per_channel(s * inv) if ggx is not None else xp.zeros(x.shape[1], x.dtype)
+    k_xhat = R - a * q
+    g_gy = xhat * k_xhat
+    if ggx is not None:
+        g_gy += g3 * a
+    g_gy += B - a * p
+    c0 = -inv * (-a * (p * m + gbar * q) + R * gbar)
+    c1 = -(inv * (R * m - 2 * a * m * q) + gamma[:, None] * s * inv * inv * (1 / n))
+    g_x = xp.multiply(gy3, inv * k_xhat)
+    xhat *= c1
+    g_x += xhat
+    if ggx is not None:
+        g_x += g3 * (-inv * a * m)
+    g_x += c0
+    return g_x.reshape(x.shape), g_gamma, g_gy.reshape(x.shape)
 
 
 def _check(name, x, params, min_ndim=2):
