@@ -278,8 +278,8 @@ class NormalizationGrad(FunctionNode):
     """(x, gamma, gy) -> (gx, ggamma, gbeta), Normalization's gradient as one node.
 
     Under a gradient penalty (create_graph=True) the gradient is then the fused array pass, not a
-    dozen recorded ops; this node's backward, the second derivative, is written with
-    differentiable ops, so every higher order stays exact.
+    dozen recorded ops. This node's backward, the second derivative, runs on arrays when it is
+    the last order (_grad_backward), else with differentiable ops, so every order stays exact.
     """
 
     def __init__(self, norm):
