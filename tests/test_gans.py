@@ -150,14 +150,20 @@ def _copy_weights(torch_net, net):
     return len(names)
 
 
-def test_dcgan_equals_the_pytorch_reference_step():
-    """Same weights, z and batch: equal outputs, losses, and gradients of G and of D."""
+def _twins():
+    """(torch, the reference's G, D and real batch of 8, minigan's G and D with its weights)."""
     torch, ref = _reference()
     Gt, Dt, _, _, real_t = ref.build(8)
     models, _ = dcgan.build(dcgan.Config())
     G, D = models["gen"], models["dis"]
     assert _copy_weights(Gt, G) == len(list(Gt.parameters()))
     assert _copy_weights(Dt, D) == len(list(Dt.parameters()))
+    return torch, Gt, Dt, real_t, G, D
+
+
+def test_dcgan_equals_the_pytorch_reference_step():
+    """Same weights, z and batch: equal outputs, losses, and gradients of G and of D."""
+    torch, Gt, Dt, real_t, G, D = _twins()
     z = numpy.random.RandomState(0).randn(8, 100).astype(numpy.float32)
     real = real_t.numpy()
 
@@ -197,11 +203,7 @@ def _as_float64(net):
 
 def test_dcgan_equals_the_pytorch_reference_in_float64():
     """In float64 rounding is gone: G's images and D's logits equal the reference to 1e-10."""
-    torch, ref = _reference()
-    Gt, Dt, _, _, real_t = ref.build(8)
-    models, _ = dcgan.build(dcgan.Config())
-    G, D = models["gen"], models["dis"]
-    _copy_weights(Gt, G), _copy_weights(Dt, D)
+    torch, Gt, Dt, real_t, G, D = _twins()
     G, D, Gt, Dt = _as_float64(G), _as_float64(D), Gt.double(), Dt.double()
     z = numpy.random.RandomState(0).randn(8, 100)
     fake_t = Gt(torch.tensor(z).reshape(8, 100, 1, 1))

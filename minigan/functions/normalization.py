@@ -358,7 +358,7 @@ def _grad_backward(lay, x, gamma, gy, ggx, gggamma, ggbeta, mu, inv, a):
         g3 = _rows(ggx)
         p, q = lay.row_means(g3), mean_of(g3, xhat)
         s = n * (mean_of(g3, gy3) - gbar * p - m * q)
-    g_gamma = lay.per_channel(s * inv) if ggx is not None else xp.zeros(x.shape[1], x.dtype)
+    g_gamma = lay.per_channel(s * inv) if ggx is not None else None    # as the graph path
     k_xhat = R - a * q
     g_gy = xhat * k_xhat
     if ggx is not None:
