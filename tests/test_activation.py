@@ -121,3 +121,41 @@ def test_jit_activations_equal_numpy_passes(dtype, threads, monkeypatch):
         assert a.dtype == b.dtype == dtype and a.shape == b.shape
         numpy.testing.assert_array_equal(a, b)
         assert (numpy.signbit(a) == numpy.signbit(b))[~numpy.isnan(a)].all()
+
+
+@pytest.mark.skipif(minigan.functions.jit.numba is None, reason="numba is not installed "
+                    "(minigan[jit])")
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape,axis", [((3, 8, 5, 7), 1), ((4, 6), -1), ((2, 3, 10), 2),
+                                        ((6, 5), 0)])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")   # inf * 0 in both paths
+def test_jit_glu_equals_numpy_passes(dtype, threads, shape, axis, monkeypatch):
+    """GLU's compiled forward and backward give the NumPy passes' bits, with blocks that end
+    inside a row (small chunks), threaded or not, at inf and NaN too."""
+    monkeypatch.setattr("minigan.functions.im2col._threads", lambda: threads)
+    monkeypatch.setattr("minigan.functions.im2col._PARALLEL_BYTES", 0)
+    monkeypatch.setattr("minigan.functions.im2col._CHUNK_BYTES", 7 * numpy.dtype(dtype).itemsize)
+    rng = numpy.random.RandomState(1)
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    x.flat[:4] = [numpy.inf, -numpy.inf, numpy.nan, 50.0]
+    x.flat[-3:] = [-numpy.inf, 0.0, -60.0]
+    half = list(shape)
+    half[axis] //= 2
+    gy = rng.standard_normal(half).astype(dtype)
+
+    def run(flag):
+        monkeypatch.setenv("MINIGAN_JIT", flag)
+        xv = Variable(x)
+        y = F.glu(xv, axis)
+        gx, = minigan.grad([y], [xv], [gy])
+        return y.array, gx.array
+
+    for a, b in zip(run("1"), run("0")):
+        assert a.dtype == b.dtype == dtype and a.shape == b.shape
+        numpy.testing.assert_array_equal(a, b)
+
+
+def test_glu_odd_axis_is_one_clear_error():
+    with pytest.raises(ValueError, match="does not split in halves"):
+        F.glu(Variable(numpy.ones((2, 3))), axis=1)

@@ -4,9 +4,9 @@ import math
 import numpy
 
 from .. import backend, cuda
-from ..core import FunctionNode, config
+from ..core import FunctionNode, as_variable, config
 from . import jit
-from .array import split_axis
+from .array import concat, split_axis
 from .math import clip, erf, mul
 
 
@@ -106,16 +106,78 @@ class Tanh(FunctionNode):
         return grad_outputs[0] * (1 - y * y),        # tanh' = 1 - tanh^2
 
 
+def _sigmoid(x):
+    """1 / (1 + e^-x) on an array, as tanh(x / 2) / 2 + 1/2: no overflow; one new array."""
+    half = x.dtype.type(0.5)
+    s = _xp(x).tanh(x * half)
+    s *= half
+    s += half
+    return s
+
+
 class Sigmoid(FunctionNode):
     def forward(self, inputs):
         self.retain_outputs((0,))
         x, = inputs
-        half = x.dtype.type(0.5)
-        return _xp(x).tanh(x * half) * half + half,  # = 1 / (1 + e^-x), without overflow
+        return _sigmoid(x),
 
     def backward(self, indexes, grad_outputs):
         y, = self.get_retained_outputs()
         return grad_outputs[0] * y * (1 - y),        # sigma' = sigma (1 - sigma)
+
+
+class GLU(FunctionNode):
+    """y = a sigmoid(b), with a and b the two halves of x along axis: one node where the split,
+    the sigmoid and the product were four, and a backward of four passes on arrays."""
+
+    def __init__(self, axis):
+        self.axis = axis
+
+    def _halves(self, x):
+        n = x.shape[self.axis] // 2
+        index = (slice(None),) * self.axis
+        return x[index + (slice(None, n),)], x[index + (slice(n, None),)]
+
+    def _rows(self, x):
+        """x as (lead, 2, rest): a = [:, 0], b = [:, 1] (a view of a contiguous x)."""
+        lead = math.prod(x.shape[:self.axis])
+        return x.reshape(lead, 2, x.size // (2 * lead))
+
+    def _compiled(self, *arrays):
+        return jit.takes(*arrays) and arrays[0].flags.c_contiguous
+
+    def forward(self, inputs):
+        x, = inputs
+        self.retain_inputs((0,))
+        a, b = self._halves(x)
+        if self._compiled(x):       # one threaded pass over blocks (tanh by NumPy in each)
+            y, self.s = jit.glu(self._rows(x))
+            return y.reshape(a.shape),
+        self.s = _sigmoid(b)        # kept for the array backward (the graph kept it too)
+        return a * self.s,
+
+    def backward(self, indexes, grad_outputs):
+        x, = self.get_retained_inputs()
+        gy, = grad_outputs
+        if not config.enable_backprop:
+            # dy/da = s, dy/db = a s (1 - s): written into the two halves of one gradient
+            xp, s = _xp(gy.array), self.s
+            if self._compiled(x.array, gy.array):
+                x3 = self._rows(x.array)
+                gy2 = numpy.ascontiguousarray(gy.array).reshape(s.shape)
+                return jit.glu_grad(x3, s, gy2).reshape(x.shape),
+            a = self._halves(x.array)[0]
+            gx = xp.empty(x.shape, gy.dtype)
+            ga, gb = self._halves(gx)
+            xp.multiply(gy.array, s, out=ga)
+            xp.subtract(s.dtype.type(1), s, out=gb)
+            gb *= ga
+            gb *= a
+            return gx,
+        a, b = split_axis(x, 2, self.axis)      # under create_graph: the same with ops
+        s = sigmoid(b)
+        ga = gy * s
+        return concat((ga, ga * a * (1 - s)), self.axis),
 
 
 class Softplus(FunctionNode):
@@ -181,5 +243,8 @@ def gelu(x):
 
 def glu(x, axis=1):
     """a * sigmoid(b) where a, b are the two halves of x along axis (Dauphin et al. 2017)."""
-    a, b = split_axis(x, 2, axis)
-    return a * sigmoid(b)
+    x = as_variable(x)
+    axis %= x.ndim
+    if x.shape[axis] % 2:
+        raise ValueError(f"glu: axis {axis} of length {x.shape[axis]} does not split in halves")
+    return GLU(axis).apply((x,))[0]

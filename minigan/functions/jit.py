@@ -113,6 +113,62 @@ def erf(x):
     return elementwise(_erf, x, x)
 
 
+# -- GLU: the halves of x as rows (lead, 2, rest), a = x3[:, 0], b = x3[:, 1] ----------------------
+
+def _glu(x3, s, half, y, lo, hi):
+    """s <- s half + half (s held tanh(b half)), y = a s, as GLU.forward's NumPy passes; over
+    flat items [lo, hi) of the (lead, rest) rows."""
+    rest = s.shape[1]
+    for r in range(lo // rest, (hi - 1) // rest + 1):
+        i0, i1 = max(lo - r * rest, 0), min(hi - r * rest, rest)
+        a, sr, yr = x3[r, 0, i0:i1], s[r, i0:i1], y[r, i0:i1]
+        for i in range(sr.size):
+            v = sr[i] * half + half
+            sr[i] = v
+            yr[i] = a[i] * v
+
+
+def _glu_grad(x3, s, gy, one, gx3, lo, hi):
+    """ga = gy s, gb = (1 - s) ga a, as GLU.backward's NumPy passes (the rows as in _glu)."""
+    rest = s.shape[1]
+    for r in range(lo // rest, (hi - 1) // rest + 1):
+        i0, i1 = max(lo - r * rest, 0), min(hi - r * rest, rest)
+        a, sr, g = x3[r, 0, i0:i1], s[r, i0:i1], gy[r, i0:i1]
+        ga, gb = gx3[r, 0, i0:i1], gx3[r, 1, i0:i1]
+        for i in range(sr.size):
+            u = g[i] * sr[i]
+            ga[i] = u
+            gb[i] = (one - sr[i]) * u * a[i]
+
+
+def glu(x3):
+    """GLU's forward on x3 (lead, 2, rest): (y, s), both (lead, rest)."""
+    lead, _, rest = x3.shape
+    s, y = numpy.empty((lead, rest), x3.dtype), numpy.empty((lead, rest), x3.dtype)
+    run = compiled(_glu, fastmath=False)           # no FMA: the NumPy passes' bits
+    half = x3.dtype.type(0.5)
+
+    def block(lo, hi):
+        for r in range(lo // rest, (hi - 1) // rest + 1):
+            i0, i1 = max(lo - r * rest, 0), min(hi - r * rest, rest)
+            t = s[r, i0:i1]                 # tanh(b / 2) by NumPy (vectorized; no libm loop)
+            numpy.multiply(x3[r, 1, i0:i1], half, out=t)
+            numpy.tanh(t, out=t)
+        run(x3, s, half, y, lo, hi)
+    over_blocks(block, s.size, s.itemsize, 4 * s.nbytes)
+    return y, s
+
+
+def glu_grad(x3, s, gy):
+    """GLU's gradient (lead, 2, rest) from x3, s and gy (lead, rest)."""
+    gx3 = numpy.empty(x3.shape, gy.dtype)
+    run = compiled(_glu_grad, fastmath=False)
+    one = s.dtype.type(1)
+    over_blocks(lambda lo, hi: run(x3, s, gy, one, gx3, lo, hi), s.size, s.itemsize,
+                5 * s.nbytes)
+    return gx3
+
+
 # -- Adam's update: one pass over p, g, m, v instead of ten NumPy passes over a block --------------
 
 def _adam(p, g, m, v, c1, c2, step, eps_hat, shrink, lo, hi):
