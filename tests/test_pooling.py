@@ -89,6 +89,39 @@ def test_block_fast_path_equals_matrix_form(fn, size):
                                   minigan.grad([y_ref], [x], [gy])[0].array, rtol=1e-12)
 
 
+@pytest.mark.skipif(minigan.functions.jit.numba is None, reason="numba is not installed "
+                    "(minigan[jit])")
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("k,scale,shape", [((2, 2), 1, (2, 3, 4, 16)), ((2, 2), 0.25, (3, 2, 5, 20)),
+                                           ((3, 2), 1 / 6, (2, 2, 3, 16)), ((1, 3), 2.0, (4, 17)),
+                                           ((2, 2), 0.25, (2, 3, 4, 4))])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")   # inf - inf in both paths
+def test_jit_block_sum_and_repeat_equal_numpy_passes(dtype, threads, k, scale, shape, monkeypatch):
+    """The nearest upsampling (Repeat) and its adjoint (BlockSum) compiled give the NumPy
+    passes' bits (the same sums in the same order), in small threaded blocks or not, on a
+    non-contiguous input too, at inf and NaN."""
+    from minigan.functions.pooling import BlockSum, Repeat
+    monkeypatch.setattr("minigan.functions.im2col._threads", lambda: threads)
+    monkeypatch.setattr("minigan.functions.im2col._PARALLEL_BYTES", 0)
+    monkeypatch.setattr("minigan.functions.im2col._CHUNK_BYTES", 64)
+    rng = numpy.random.RandomState(2)
+    kh, kw = k
+    x = rng.standard_normal(shape[:-2] + (shape[-2], shape[-1])).astype(dtype)
+    big = rng.standard_normal(shape[:-2] + (shape[-2] * kh, shape[-1] * kw)).astype(dtype)
+    x.flat[:3] = big.flat[:3] = [numpy.inf, -numpy.inf, numpy.nan]
+    outs = {}
+    for flag in ("1", "0"):
+        monkeypatch.setenv("MINIGAN_JIT", flag)
+        outs[flag] = [Repeat(kh, kw, scale).forward((x,))[0],
+                      Repeat(kh, kw, scale).forward((x[..., ::-1, :],))[0],
+                      BlockSum(kh, kw, scale).forward((big,))[0],
+                      BlockSum(kh, kw, scale).forward((big[..., ::-1],))[0]]
+    for a, b in zip(outs["1"], outs["0"]):
+        assert a.dtype == b.dtype == dtype and a.shape == b.shape
+        numpy.testing.assert_array_equal(a, b)
+
+
 def test_average_without_pads_keeps_constants():
     """count_include_pad=False averages only real pixels: a constant image stays constant at the
     border, where the padded average shrinks toward 0 (4/9 at a corner of a 3 x 3 window)."""

@@ -14,6 +14,7 @@ import numpy
 
 from .. import backend
 from ..core import FunctionNode, as_variable
+from . import jit
 from .array import get_item
 
 
@@ -71,6 +72,8 @@ class BlockSum(FunctionNode):
 
     def forward(self, inputs):
         x, = inputs
+        if jit.takes(x):            # one threaded pass, the same sums in the same order
+            return jit.block_sum(x, self.kh, self.kw, self.scale),
         # strided additions: numpy's sum over short axes (reshape(..., k).sum(-1)) is ~10x slower
         y = _phase_sum(_phase_sum(x, self.kw, -1), self.kh, -2)
         if self.scale != 1:
@@ -89,6 +92,10 @@ class Repeat(FunctionNode):
 
     def forward(self, inputs):
         x, = inputs
+        # one threaded pass: each value read once, each row written; on rows of 16 and more
+        # (below that the compiled loop's cost per row makes it slower than NumPy's copies)
+        if x.shape[-1] >= 16 and jit.takes(x):
+            return jit.repeat(x, self.kh, self.kw, self.scale),
         xp = backend.get_array_module(x)
         *lead, h, w = x.shape
         if self.scale != 1:
