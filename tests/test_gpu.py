@@ -32,6 +32,7 @@ OPS = {
     "softplus": (F.softplus, [X], 1), "swish": (F.swish, [X], 1), "glu": (F.glu, [X[:, :4]], 1),
     "gelu": (F.gelu, [X], 1), "erf": (F.erf, [X], 1), "softmax": (F.softmax, [X], 1),
     "blur": (F.blur, [IMG], 1),
+    "scaled_noise": (lambda x, w, n: F.scaled_noise(x, w, n), [IMG, C4[0], r(2, 1, 9, 8, seed=7)], 2),
     "broadcast_to": (lambda x: F.broadcast_to(x, (3, 4, 5)), [r(3, 1, 5)], 1),
     "cast": (lambda x: F.cast(x, numpy.float64), [X], 1),
     "concat": (lambda a, b: F.concat([a, b], axis=1), [A, r(3, 2, 5)], 2),

@@ -29,6 +29,34 @@ def test_noise_injection_grad_first_and_second_order():
     check_op(fn, [randn(2, 4, 3, 3)], ref, params=[link.weight])
 
 
+def test_noise_injection_with_one_scalar_weight():
+    """ProjectedGAN's form: one w for all channels, its gradient summed over them."""
+    noise = randn(2, 1, 3, 3, seed=1)
+    link = B.NoiseInjection(1, dtype=F64)
+    link.weight.array[...] = 0.7
+    check_op(lambda x: link(x, noise), [randn(2, 4, 3, 3)], lambda x: x + 0.7 * noise,
+             params=[link.weight])
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, F64])
+@pytest.mark.parametrize("jit", ["1", "0"])
+def test_scaled_noise_forward_bits_and_errors(dtype, jit, monkeypatch):
+    """x + w noise: the compiled pass and the NumPy expression give the same bits (the product
+    rounded before the sum); a wrong w or noise shape is one clear error."""
+    monkeypatch.setenv("MINIGAN_JIT", jit)
+    monkeypatch.setattr("minigan.functions.im2col._PARALLEL_BYTES", 0)
+    monkeypatch.setattr("minigan.functions.im2col._CHUNK_BYTES", 40)
+    x, w = randn(3, 5, 4, 6).astype(dtype), randn(5, seed=1).astype(dtype)
+    noise = randn(3, 1, 4, 6, seed=2).astype(dtype)
+    y = minigan.functions.scaled_noise(x, w, noise).array
+    assert y.dtype == dtype
+    numpy.testing.assert_array_equal(y, x + w.reshape(1, 5, 1, 1) * noise)
+    with pytest.raises(ValueError, match="must be"):
+        minigan.functions.scaled_noise(x, w[:4], noise)
+    with pytest.raises(ValueError, match="must be"):
+        minigan.functions.scaled_noise(x, w, noise[:, :, :3])
+
+
 @pytest.mark.parametrize("block", ["up", "sle", "down", "init", "decoder"])
 def test_block_gradients(block):
     numpy.random.seed(0)

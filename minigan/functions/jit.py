@@ -169,6 +169,106 @@ def glu_grad(x3, s, gy):
     return gx3
 
 
+# -- nearest upsampling (pooling.Repeat) and its adjoint, the block sum (pooling.BlockSum) --------
+
+def _repeat(x2, kh, kw, scale, y2, lo, hi):
+    """Row r of x2 (R, w) times scale, each value kw times, as kh rows: row r of y2 (R, kh kw w)."""
+    w = x2.shape[1]
+    n = kw * w
+    for r in range(lo, hi):
+        xr, yr = x2[r], y2[r]
+        if kw == 2:                 # the upsampling's case, written out: LLVM vectorizes it
+            for j in range(w):
+                v = xr[j] * scale
+                yr[2 * j] = v
+                yr[2 * j + 1] = v
+        else:
+            for j in range(w):
+                v = xr[j] * scale
+                for t in range(kw):
+                    yr[j * kw + t] = v
+        for i in range(1, kh):
+            out = yr[i * n:(i + 1) * n]
+            for j in range(n):
+                out[j] = yr[j]
+
+
+def _block_sum(x2, kh, kw, scale, y2, lo, hi):
+    """Row r of y2 (R, ow): scale * each kh x kw block of the kh image rows in row r of x2,
+    summed along w first, then down the rows, left to right (BlockSum's NumPy order)."""
+    ow = y2.shape[1]
+    width = ow * kw
+    for r in range(lo, hi):
+        xr, yr = x2[r], y2[r]
+        if kh == kw == 2:           # the 2 x 2 pooling's case, written out
+            x1 = xr[width:]
+            for j in range(ow):
+                yr[j] = ((xr[2 * j] + xr[2 * j + 1]) + (x1[2 * j] + x1[2 * j + 1])) * scale
+            continue
+        for j in range(ow):
+            acc = xr[j * kw]
+            for t in range(1, kw):
+                acc += xr[j * kw + t]
+            for i in range(1, kh):
+                s = xr[i * width + j * kw]
+                for t in range(1, kw):
+                    s += xr[i * width + j * kw + t]
+                acc += s
+            yr[j] = acc * scale
+
+
+def repeat(x, kh, kw, scale):
+    """x (..., h, w) -> (..., kh h, kw w): scale x, each pixel a kh x kw block."""
+    *lead, h, w = x.shape
+    x2 = numpy.ascontiguousarray(x).reshape(-1, w)
+    y = numpy.empty((*lead, h * kh, w * kw), x.dtype)
+    y2 = y.reshape(x2.shape[0], kh * kw * w)
+    run, t = compiled(_repeat, fastmath=False), x.dtype.type(scale)
+    over_blocks(lambda lo, hi: run(x2, kh, kw, t, y2, lo, hi), x2.shape[0], y2[0].nbytes,
+                y.nbytes)
+    return y
+
+
+def block_sum(x, kh, kw, scale):
+    """x (..., kh oh, kw ow) -> (..., oh, ow): scale * the sum of each block."""
+    *lead, h, w = x.shape
+    oh, ow = h // kh, w // kw
+    x2 = numpy.ascontiguousarray(x).reshape(-1, kh * w)
+    y = numpy.empty((*lead, oh, ow), x.dtype)
+    y2 = y.reshape(-1, ow)
+    run, t = compiled(_block_sum, fastmath=False), x.dtype.type(scale)
+    over_blocks(lambda lo, hi: run(x2, kh, kw, t, y2, lo, hi), x2.shape[0], x2[0].nbytes,
+                x.nbytes)
+    return y
+
+
+# -- noise injection (noise.ScaledNoise): y = x + w noise, w per channel, noise per image ----------
+
+def _scaled_noise(x3, w, n2, y3, lo, hi):
+    """Rows lo..hi of (N C, S): y[n, c] = x[n, c] + w[c] noise[n] (the product rounded first,
+    as NumPy's passes)."""
+    C = x3.shape[1]
+    for r in range(lo, hi):
+        n, c = r // C, r % C
+        a, nz, y = x3[n, c], n2[n], y3[n, c]
+        wc = w[c]
+        for i in range(y.size):
+            y[i] = a[i] + wc * nz[i]
+
+
+def scaled_noise(x, w, noise):
+    """x (N, C, H, W) + w (C,) * noise (N, 1, H, W) in one threaded pass."""
+    N, C, H, W = x.shape
+    x3 = numpy.ascontiguousarray(x).reshape(N, C, H * W)
+    n2 = numpy.ascontiguousarray(noise, x.dtype).reshape(N, H * W)
+    y = numpy.empty((N, C, H, W), x.dtype)
+    run = compiled(_scaled_noise, fastmath=False)
+    w = numpy.ascontiguousarray(w, x.dtype)
+    over_blocks(lambda lo, hi: run(x3, w, n2, y.reshape(N, C, H * W), lo, hi), N * C,
+                H * W * x.itemsize, 2 * y.nbytes)
+    return y
+
+
 # -- Adam's update: one pass over p, g, m, v instead of ten NumPy passes over a block --------------
 
 def _adam(p, g, m, v, c1, c2, step, eps_hat, shrink, lo, hi):

@@ -53,8 +53,8 @@ class NoiseInjection(Link):
         if noise is None:       # drawn on the host (NumPy's generator: a snapshot restores it)
             noise = numpy.random.standard_normal((N, 1, H, W))
         noise = self.xp.asarray(noise, x.dtype)
-        w = F.reshape(self.weight, (1, -1, 1, 1))      # (1, C, 1, 1), or (1, 1, 1, 1): a scalar
-        return x + F.broadcast_to(w, x.shape) * F.broadcast_to(noise, x.shape)
+        w = self.weight if self.weight.shape == (C,) else F.broadcast_to(self.weight, (C,))
+        return F.scaled_noise(x, w, noise)                  # x + w[c] noise, one op
 
 
 class InitBlock(Chain):
