@@ -386,6 +386,36 @@ def test_winograd_form_equals_the_im2col_route(deconv, case, monkeypatch):
     assert not used
 
 
+@pytest.mark.parametrize("need", ["both", "x", "W"])
+def test_winograd_backward_transforms_gy_once(need, monkeypatch):
+    """A convolution's backward that needs both gradients builds gy's tiles once for the two
+    (and the same gradients as the im2col route); one gradient alone builds them in its form."""
+    from minigan.functions import jit, winograd as wg
+    if jit.numba is None:
+        pytest.skip("numba (minigan[jit]) is absent: the form is off")
+    monkeypatch.setenv("MINIGAN_JIT", "1")
+    monkeypatch.setattr(wg, "MIN_SAMPLE_PIXELS", 1)
+    monkeypatch.setattr(wg, "MIN_PIXELS", {1: 1})
+    rng = numpy.random.RandomState(0)
+    x, W = rng.standard_normal((2, 3, 9, 7)), rng.standard_normal((4, 3, 3, 3))
+    gy = rng.standard_normal((2, 4, 9, 7))
+    used = _spy_products(wg, monkeypatch, ("gy_tiles", "conv_grad_x", "conv_grad_w"))
+
+    def grads():
+        xv = Variable(x, requires_grad=need != "W")
+        Wv = Variable(W, requires_grad=need != "x")
+        y = F.convolution_2d(xv, Wv, None, 1, 1)
+        return [g.array for g in minigan.grad([y], [v for v in (xv, Wv) if v.requires_grad],
+                                              [gy])]
+    got = grads()
+    want = {"both": ["gy_tiles", "conv_grad_x", "conv_grad_w"],
+            "x": ["conv_grad_x", "gy_tiles"], "W": ["conv_grad_w", "gy_tiles"]}[need]
+    assert used == want
+    monkeypatch.setenv("MINIGAN_WINOGRAD", "0")
+    for g, w in zip(got, grads()):
+        numpy.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-11)
+
+
 @pytest.mark.parametrize("shape, co, ksize, s, p, d, groups, want", [
     ((1, 64, 64, 64), 64, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),
     ((4, 64, 32, 32), 64, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),     # 4096 pixels in all
@@ -539,9 +569,9 @@ def test_im2col_col2im(geometry, blocks, monkeypatch):
 
 def test_input_gradient_skipped_when_input_is_constant(monkeypatch):
     calls = []
-    deconv = conv_module.deconvolution_2d
-    monkeypatch.setattr(conv_module, "deconvolution_2d",
-                        lambda *a, **k: calls.append(1) or deconv(*a, **k))
+    deconv = conv_module.Deconvolution2DFunction.forward
+    monkeypatch.setattr(conv_module.Deconvolution2DFunction, "forward",
+                        lambda self, inputs: calls.append(1) or deconv(self, inputs))
     rng = numpy.random.RandomState(0)
     x = rng.standard_normal((1, 3, 8, 8)).astype(numpy.float32)
     W = Variable(rng.standard_normal((4, 3, 4, 4)).astype(numpy.float32))

@@ -126,8 +126,9 @@ def _conv(x, W, b, s, p, d, G, col=None):
     return y
 
 
-def _deconv(x, W, b, s, p, d, G, outsize):
-    """y = col2im(W^T @ x) + b, per group: the x-gradient of a convolution."""
+def _deconv(x, W, b, s, p, d, G, outsize, gM=None):
+    """y = col2im(W^T @ x) + b, per group: the x-gradient of a convolution (gM: x's Winograd
+    tiles, built by a backward that shares them with the W-gradient)."""
     xp = backend.get_array_module(x)
     N, Ci, H, Wd = x.shape
     _, Cg, kh, kw = W.shape
@@ -135,8 +136,8 @@ def _deconv(x, W, b, s, p, d, G, outsize):
     M = Cg * kh * kw
     if _s2d.takes(outsize, (H, Wd), Cg, Ci, (kh, kw), s, p, d, G, x):
         return _add_bias(_s2d.conv_grad_x(x, W), b)
-    if _wino.takes((N, Cg) + tuple(outsize), Ci, (kh, kw), s, p, d, G, x):
-        return _add_bias(_wino.conv_grad_x(x, W, p, outsize), b)
+    if gM is not None or _wino.takes((N, Cg) + tuple(outsize), Ci, (kh, kw), s, p, d, G, x):
+        return _add_bias(_wino.conv_grad_x(x, W, p, outsize, gM), b)
     if _win.takes((N, Cg) + tuple(outsize), Ci, (kh, kw), s, p, d, G, x):
         # stride 1: the outsize is the default
         return _add_bias(_win.conv_grad_x(x, W, p, outsize), b)
@@ -163,15 +164,15 @@ def _deconv(x, W, b, s, p, d, G, outsize):
     return y
 
 
-def _conv_grad_w(x, gy, kh, kw, s, p, d, G, col=None):
-    """gW = gy (Cout, P) @ im2col(x)^T (P, K), summed over the batch."""
+def _conv_grad_w(x, gy, kh, kw, s, p, d, G, col=None, gM=None):
+    """gW = gy (Cout, P) @ im2col(x)^T (P, K), summed over the batch (gM as in _deconv)."""
     xp = backend.get_array_module(x)
     N, C, H, W = x.shape
     Co, oh, ow = gy.shape[1:]
     if col is None and _s2d.takes((H, W), (oh, ow), C, Co, (kh, kw), s, p, d, G, x):
         return _s2d.conv_grad_w(x, gy)
-    if col is None and _wino.takes(x.shape, Co, (kh, kw), s, p, d, G, x):
-        return _wino.conv_grad_w(x, gy, p)
+    if gM is not None or (col is None and _wino.takes(x.shape, Co, (kh, kw), s, p, d, G, x)):
+        return _wino.conv_grad_w(x, gy, p, gM)
     if col is None and _win.takes(x.shape, Co, (kh, kw), s, p, d, G, x):
         return _win.conv_grad_w(x, gy, p, (kh, kw))
     how = _conv_route(x, Co, kh, kw, s, p, d, G, oh, ow, col)     # the same test as in _conv
@@ -217,28 +218,48 @@ class Convolution2DFunction(FunctionNode):
     def backward(self, indexes, grad_outputs):
         x, W = self.get_retained_inputs()
         gy, = grad_outputs
+        s, p, d, G = self.stride, self.pad, self.dilate, self.groups
         gx = gW = gb = None
+        gM = None
+        if 0 in indexes and 1 in indexes and _winograd_both(x.array, W.shape, s, p, d, G):
+            gM = _wino.gy_tiles(gy.array)   # both gradients transform gy alike: once here
         if 0 in indexes:        # skipped when x needs no gradient (e.g. the input image)
-            gx = deconvolution_2d(gy, W, None, self.stride, self.pad, x.shape[2:], self.dilate,
-                                  self.groups)
+            gx = Deconvolution2DFunction(s, p, x.shape[2:], d, G, gM).apply((gy, W))[0]
         if 1 in indexes:
-            gW = Convolution2DGradW(W.shape[2:], self.stride, self.pad, self.dilate,
-                                    self.groups).apply((x, gy))[0]
+            gW = Convolution2DGradW(W.shape[2:], s, p, d, G, gM=gM).apply((x, gy))[0]
         if 2 in indexes:
             gb = _sum(gy, axis=(0, 2, 3))
         return (gx, gW, gb)[:len(self.inputs)]
 
 
+def _winograd_both(x, w_shape, s, p, d, G):
+    """True when a convolution's x-gradient and W-gradient both take the Winograd form (the
+    routes of _deconv and _conv_grad_w, which test the same shapes)."""
+    Co, _, kh, kw = w_shape
+    N, C, H, W = x.shape
+    if _s2d.takes((H, W), _outsize(x.shape, w_shape, s, p, d), C, Co, (kh, kw), s, p, d, G, x):
+        return False
+    return _wino.takes(x.shape, Co, (kh, kw), s, p, d, G, x)
+
+
+def _outsize(x_shape, w_shape, s, p, d):
+    return tuple(_im.conv_outsize(n, k, si, pi, di)
+                 for n, k, si, pi, di in zip(x_shape[2:], w_shape[2:], s, p, d))
+
+
 class Deconvolution2DFunction(FunctionNode):
-    def __init__(self, stride, pad, outsize, dilate, groups):
+    def __init__(self, stride, pad, outsize, dilate, groups, gM=None):
         self.stride, self.pad, self.outsize = stride, pad, outsize
         self.dilate, self.groups = dilate, groups
+        self.gM = gM        # x's Winograd tiles (shared with a Convolution2DGradW)
 
     def forward(self, inputs):
         self.retain_inputs((0, 1))
         x, W = inputs[:2]
         b = inputs[2] if len(inputs) == 3 else None
-        return _deconv(x, W, b, self.stride, self.pad, self.dilate, self.groups, self.outsize),
+        gM, self.gM = self.gM, None
+        return _deconv(x, W, b, self.stride, self.pad, self.dilate, self.groups, self.outsize,
+                       gM),
 
     def backward(self, indexes, grad_outputs):
         x, W = self.get_retained_inputs()
@@ -268,17 +289,18 @@ class Deconvolution2DFunction(FunctionNode):
 class Convolution2DGradW(FunctionNode):
     """(x, gy) -> gW of a convolution; bilinear, so its own gradients are a deconv and a conv."""
 
-    def __init__(self, ksize, stride, pad, dilate, groups, col=None):
+    def __init__(self, ksize, stride, pad, dilate, groups, col=None, gM=None):
         self.ksize, self.stride, self.pad, self.dilate, self.groups = (ksize, stride, pad,
                                                                        dilate, groups)
-        self.col = col
+        self.col, self.gM = col, gM     # shared columns of x, or gy's Winograd tiles
 
     def forward(self, inputs):
         self.retain_inputs((0, 1))
         x, gy = inputs
         col, self.col = self.col, None
+        gM, self.gM = self.gM, None
         return _conv_grad_w(x, gy, *self.ksize, self.stride, self.pad, self.dilate, self.groups,
-                            col),
+                            col, gM),
 
     def backward(self, indexes, grad_outputs):
         x, gy = self.get_retained_inputs()

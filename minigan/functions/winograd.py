@@ -267,17 +267,24 @@ def conv(x, W, p, out_size):
     return _image(M, AT, (0, 0), tiles, (x.shape[0], W.shape[0]) + tuple(out_size))
 
 
-def conv_grad_x(gy, W, p, in_size):
+def gy_tiles(gy):
+    """gM = A gy_t A^T over the tiles of gy (alpha^2, Cout, N th K): what the x-gradient and the
+    W-gradient both transform, so a backward that needs both builds it once."""
+    return _transformed(gy, AT.T, (0, 0), _tiles(gy.shape[2:]))
+
+
+def conv_grad_x(gy, W, p, in_size, gM=None):
     """gx (N, C) + in_size of conv for gy (N, Cout, oh, ow): also the stride-1 transposed
-    convolution of gy with W (Cout, C, 3, 3) and pad p."""
+    convolution of gy with W (Cout, C, 3, 3) and pad p. gM: gy_tiles(gy), if built already."""
     tiles = _tiles(gy.shape[2:])
-    gV = numpy.matmul(_filter(W, G).transpose(0, 2, 1), _transformed(gy, AT.T, (0, 0), tiles))
+    gM = gy_tiles(gy) if gM is None else gM
+    gV = numpy.matmul(_filter(W, G).transpose(0, 2, 1), gM)
     return _image(gV, BT.T, p, tiles, (gy.shape[0], W.shape[1]) + tuple(in_size))
 
 
-def conv_grad_w(x, gy, p):
-    """gW (Cout, C, 3, 3) of conv, summed over the batch."""
+def conv_grad_w(x, gy, p, gM=None):
+    """gW (Cout, C, 3, 3) of conv, summed over the batch (gM as in conv_grad_x)."""
     tiles = _tiles(gy.shape[2:])
-    gU = numpy.matmul(_transformed(gy, AT.T, (0, 0), tiles),
-                      _transformed(x, BT, p, tiles).transpose(0, 2, 1))
+    gM = gy_tiles(gy) if gM is None else gM
+    gU = numpy.matmul(gM, _transformed(x, BT, p, tiles).transpose(0, 2, 1))
     return _filter_adjoint(gU, G)
