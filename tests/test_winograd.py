@@ -46,8 +46,21 @@ def test_winograd_float32_is_close_at_a_real_size(monkeypatch):
         assert numpy.abs(g - w).max() <= 1e-4 * numpy.abs(w).max()
 
 
-@pytest.mark.parametrize("shape, co, ksize, s, p, d, groups, want", [
-    ((8, 128, 32, 32), 128, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),     # 8192 pixels
+S1, P1 = (1, 1), (1, 1)
+INTEL_CASES = [         # measured on the Intel Xeon: 16 x 16 per sample, 1024 over the batch
+    ((8, 512, 16, 16), 1024, (3, 3), S1, P1, S1, 1, True),
+    ((4, 64, 16, 16), 64, (3, 3), S1, P1, S1, 1, True),
+    ((2, 128, 16, 16), 128, (3, 3), S1, P1, S1, 1, False),      # 512 pixels in all
+    ((1, 64, 32, 32), 64, (3, 3), S1, P1, S1, 1, True),
+    ((16, 512, 8, 8), 512, (3, 3), S1, P1, S1, 1, False),       # small per sample
+    ((8, 32, 32, 32), 64, (3, 3), S1, P1, S1, 1, False),        # few channels
+    ((8, 128, 34, 34), 128, (3, 3), (2, 2), P1, S1, 1, False),
+]
+
+
+@pytest.mark.parametrize("kind, shape, co, ksize, s, p, d, groups, want", [
+    ("intel-avx512", *case) for case in INTEL_CASES] + [("default", *case) for case in [
+    ((8, 128, 32, 32), 128, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),     # Zen 4: 8192 pixels
     ((1, 256, 128, 128), 64, (3, 3), (1, 1), (1, 1), (1, 1), 1, False),   # 64: 65536 wanted
     ((4, 64, 128, 128), 64, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),
     ((4, 128, 32, 32), 128, (3, 3), (1, 1), (1, 1), (1, 1), 1, False),    # 4096 pixels in all
@@ -57,8 +70,12 @@ def test_winograd_float32_is_close_at_a_real_size(monkeypatch):
     ((8, 128, 66, 66), 128, (3, 3), (2, 2), (1, 1), (1, 1), 1, False),
     ((8, 128, 32, 32), 128, (3, 3), (1, 1), (2, 2), (2, 2), 1, False),
     ((8, 128, 32, 32), 128, (3, 3), (1, 1), (1, 1), (1, 1), 2, False),
-])
-def test_winograd_takes_only_its_geometry(shape, co, ksize, s, p, d, groups, want, monkeypatch):
+]])
+def test_winograd_takes_only_its_geometry(kind, shape, co, ksize, s, p, d, groups, want,
+                                          monkeypatch):
+    """The thresholds of each CPU kind (MINIGAN_CPU_KIND pins one), and only 3 x 3, stride 1,
+    dilation 1, one group, float32/64 with the compiled loops on."""
+    monkeypatch.setenv("MINIGAN_CPU_KIND", kind)
     monkeypatch.setattr(wg.jit, "enabled", lambda: True)
     a = numpy.zeros(shape[:2] + (1, 1), numpy.float32)
     assert wg.takes(shape, co, ksize, s, p, d, groups, a) == want
@@ -68,3 +85,18 @@ def test_winograd_takes_only_its_geometry(shape, co, ksize, s, p, d, groups, wan
     monkeypatch.setattr(wg.jit, "enabled", lambda: False)
     monkeypatch.delenv("MINIGAN_WINOGRAD")
     assert not wg.takes(shape, co, ksize, s, p, d, groups, a)
+
+
+def test_cpu_kind_is_detected_or_pinned(monkeypatch):
+    from minigan.functions import cpu
+    assert cpu.kind() in cpu.KINDS
+    intel = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu avx2 avx512f amx_tile\n"
+    assert cpu.kind_of(intel) == "intel-avx512"
+    assert cpu.kind_of(intel.replace(" avx512f", "")) == "default"           # a laptop
+    assert cpu.kind_of(intel.replace("GenuineIntel", "AuthenticAMD")) == "default"   # Zen 4
+    assert cpu.kind_of("") == "default"
+    monkeypatch.setenv("MINIGAN_CPU_KIND", "default")
+    assert cpu.kind() == "default"
+    monkeypatch.setenv("MINIGAN_CPU_KIND", "pentium")
+    with pytest.raises(ValueError, match="expected one of default, intel-avx512"):
+        cpu.kind()

@@ -26,15 +26,19 @@ import os
 
 import numpy
 
-from . import jit
+from . import cpu, jit
 
 ALPHA = 6                                   # F(4, 3): m = 4 outputs per tile side
 POINTS = (0.0, 1.0, -1.0, 2.0, -2.0)        # and infinity
-# Where it measured faster than the window form (benchmarks/README.md): the transforms cost
-# ~C per output pixel against the GEMMs' ~C Cout, so few channels lose; on small images the
-# filter's transform and GEMMs of few tiles cost more than they save.
-MIN_SAMPLE_PIXELS = 32 * 32                 # oh ow per sample
-MIN_PIXELS = {128: 8192, 64: 65536}         # oh ow over the batch, by min(C, Cout) from
+# Where it measured faster than the window and im2col forms (benchmarks/README.md), per CPU
+# kind (cpu.py): the transforms cost ~C per output pixel against the GEMMs' ~C Cout, so few
+# channels lose; on small images the filter's transform and GEMMs of few tiles cost more than
+# they save. (oh ow per sample, {min(C, Cout) from: oh ow over the batch})
+LIMITS = {
+    "default": (32 * 32, {128: 8192, 64: 65536}),      # AMD EPYC Zen 4
+    "intel-avx512": (16 * 16, {64: 1024}),             # Intel Xeon (AVX-512, AMX)
+}
+MIN_SAMPLE_PIXELS, MIN_PIXELS = None, None          # set (by tests) to override LIMITS
 
 
 def enabled():
@@ -65,10 +69,13 @@ def takes(shape, Co, ksize, s, p, d, groups, a):
     """Whether conv of an x of `shape` (N, C, H, W) with W (Co, C, 3, 3), stride 1, pad p, or
     one of its gradients, runs here; a is one of the product's operands."""
     oh, ow = shape[2] + 2 * p[0] - 2, shape[3] + 2 * p[1] - 2
+    sample, pixels = LIMITS[cpu.kind()]
+    sample = sample if MIN_SAMPLE_PIXELS is None else MIN_SAMPLE_PIXELS
+    pixels = pixels if MIN_PIXELS is None else MIN_PIXELS
     return (tuple(ksize) == (3, 3) and s == (1, 1) and d == (1, 1) and groups == 1
-            and oh * ow >= MIN_SAMPLE_PIXELS and enabled() and jit.takes(a)
+            and oh * ow >= sample and enabled() and jit.takes(a)
             and any(min(shape[1], Co) >= c and shape[0] * oh * ow >= n
-                    for c, n in MIN_PIXELS.items()))
+                    for c, n in pixels.items()))
 
 
 # -- the tile transforms (compiled by numba through jit.compiled) ------------------------------

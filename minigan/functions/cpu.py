@@ -1,0 +1,42 @@
+"""The kind of CPU, for the thresholds that choose between an op's CPU forms.
+
+Where a faster form wins depends on the machine: on the Intel Xeon with AVX-512 that CI and the
+benchmarks ran on, numpy's sgemm is about twice as fast as on the AMD Zen 4 where the first
+thresholds were measured, with similar memory bandwidth, so forms that trade memory passes for
+fewer FLOPs win on smaller images there. A threshold measured on one kind is keyed by it; every
+other CPU keeps the "default" values. MINIGAN_CPU_KIND overrides the detection (for tests and
+for comparing on one machine).
+"""
+import functools
+import os
+
+KINDS = ("default", "intel-avx512")
+
+
+@functools.lru_cache(maxsize=None)
+def _detected():
+    """'intel-avx512' for a GenuineIntel CPU with AVX-512F (Linux's /proc/cpuinfo), else
+    'default'."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return kind_of(f.read(1 << 16))     # the first processor's lines are enough
+    except OSError:
+        return "default"
+
+
+def kind_of(cpuinfo):
+    """The kind that /proc/cpuinfo's text describes."""
+    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in cpuinfo.splitlines()
+                                                 if ":" in line)}
+    vendor, flags = fields.get("vendor_id", ""), fields.get("flags", "").split()
+    return "intel-avx512" if vendor == "GenuineIntel" and "avx512f" in flags else "default"
+
+
+def kind():
+    """The CPU kind: $MINIGAN_CPU_KIND when set, else what /proc/cpuinfo says."""
+    forced = os.environ.get("MINIGAN_CPU_KIND")
+    if forced:
+        if forced not in KINDS:
+            raise ValueError(f"MINIGAN_CPU_KIND={forced!r}: expected one of {', '.join(KINDS)}")
+        return forced
+    return _detected()
