@@ -150,4 +150,3 @@ def _same_first_order(func, first_order, x_data, y_grad, params):
         if not numpy.allclose(a, b, rtol=tol, atol=tol * scale):
             raise AssertionError(f"gradient {i}: create_graph=True gives a different first-order "
                                  f"value (max |diff| {numpy.abs(a - b).max():.3g})")
-

@@ -159,3 +159,20 @@ def test_jit_glu_equals_numpy_passes(dtype, threads, shape, axis, monkeypatch):
 def test_glu_odd_axis_is_one_clear_error():
     with pytest.raises(ValueError, match="does not split in halves"):
         F.glu(Variable(numpy.ones((2, 3))), axis=1)
+
+
+@pytest.mark.skipif(minigan.functions.jit.numba is None, reason="numba is not installed "
+                    "(minigan[jit])")
+@pytest.mark.parametrize("forward_jit", ["1", "0"])
+def test_glu_backward_on_the_other_path_than_its_forward(forward_jit, monkeypatch):
+    """MINIGAN_JIT switched between GLU's forward and backward: the same gradient."""
+    x = randn(2, 6, 3, 4, seed=3)
+    gy = randn(2, 3, 3, 4, seed=4)
+    grads = []
+    for backward_jit in ("1", "0"):
+        monkeypatch.setenv("MINIGAN_JIT", forward_jit)
+        xv = Variable(x)
+        y = F.glu(xv)
+        monkeypatch.setenv("MINIGAN_JIT", backward_jit)
+        grads.append(minigan.grad([y], [xv], [gy])[0].array)
+    numpy.testing.assert_array_equal(grads[0], grads[1])

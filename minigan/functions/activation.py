@@ -161,12 +161,14 @@ class GLU(FunctionNode):
         gy, = grad_outputs
         if not config.enable_backprop:
             # dy/da = s, dy/db = a s (1 - s): written into the two halves of one gradient
-            xp, s = _xp(gy.array), self.s
+            xp = _xp(gy.array)
             if self._compiled(x.array, gy.array):
                 x3 = self._rows(x.array)
+                s = self.s.reshape(x3.shape[0], -1)     # s is contiguous on either path
                 gy2 = numpy.ascontiguousarray(gy.array).reshape(s.shape)
                 return jit.glu_grad(x3, s, gy2).reshape(x.shape),
             a = self._halves(x.array)[0]
+            s = self.s.reshape(a.shape)
             gx = xp.empty(x.shape, gy.dtype)
             ga, gb = self._halves(gx)
             xp.multiply(gy.array, s, out=ga)

@@ -1,11 +1,10 @@
 """The kind of CPU, for the thresholds that choose between an op's CPU forms.
 
-Where a faster form wins depends on the machine: on the Intel Xeon with AVX-512 that CI and the
-benchmarks ran on, numpy's sgemm is about twice as fast as on the AMD Zen 4 where the first
-thresholds were measured, with similar memory bandwidth, so forms that trade memory passes for
-fewer FLOPs win on smaller images there. A threshold measured on one kind is keyed by it; every
-other CPU keeps the "default" values. MINIGAN_CPU_KIND overrides the detection (for tests and
-for comparing on one machine).
+Where a faster form wins depends on the machine: Winograd's 3 x 3 form, for one, wins from
+16 x 16 images at batch 8 on the Intel Xeon with AVX-512 that the benchmarks ran on, where on
+the AMD Zen 4 it lost below 32 x 32 (benchmarks/README.md). A threshold measured on one kind is
+keyed by it; every other CPU keeps the "default" values. MINIGAN_CPU_KIND overrides the
+detection (for tests and for comparing on one machine).
 """
 import functools
 import os

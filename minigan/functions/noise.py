@@ -62,6 +62,7 @@ def scaled_noise(x, w, noise):
     """x + w noise, per channel w (C,) and one noise map (N, 1, H, W) per image (StyleGAN's
     noise injection); noise is a constant array."""
     x, w = as_variable(x), as_variable(w)
+    noise = backend.get_array_module(x.array).asarray(noise, x.dtype)
     N, C, H, W = x.shape
     if w.shape != (C,) or tuple(noise.shape) != (N, 1, H, W):
         raise ValueError(f"scaled_noise: w {w.shape} and noise {tuple(noise.shape)} must be "
