@@ -7,8 +7,17 @@ import numpy
 import pytest
 
 import minigan.functions as F
-from minigan.links.attention import ChannelNorm, ResidualAttention, windows
+from minigan.links.attention import ChannelNorm, ResidualAttention
 from helpers import check_op, randn
+
+
+def windows(t, k):
+    """The k k shifted views (N, d, X, Y) of t zero-padded by k // 2, rows first: the reference
+    the local products are checked against (and it against torch's unfold)."""
+    X, Y = t.shape[2:]
+    p = F.pad(t, ((0, 0), (0, 0), (k // 2,) * 2, (k // 2,) * 2))
+    return [F.get_item(p, (slice(None), slice(None), slice(i, i + X), slice(j, j + Y)))
+            for i in range(k) for j in range(k)]
 
 
 def test_erf_equals_math_erf_and_its_gradients(passes):
@@ -48,6 +57,41 @@ def test_windows_are_torch_unfold_windows():
     numpy.testing.assert_array_equal(ours, torch.nn.functional.unfold(
         torch.from_numpy(x), 3, padding=1).numpy())
     check_op(lambda v: tuple(windows(v, 3)), [x])     # its slices' gradients
+
+
+@pytest.mark.parametrize("jit", ["1", "0"])
+@pytest.mark.parametrize("k", [3, 1, 5])
+def test_local_products_equal_the_windows_and_their_gradients(k, jit, monkeypatch):
+    """local_dot, local_mix and local_scatter against sums over windows(): forward, and the
+    first and second order gradients (each is the others' gradient), with the compiled loops
+    (threaded over small blocks) and with the NumPy passes."""
+    monkeypatch.setenv("MINIGAN_JIT", jit)
+    monkeypatch.setattr("minigan.functions.im2col._PARALLEL_BYTES", 0)
+    monkeypatch.setattr("minigan.functions.im2col._CHUNK_BYTES", 1)
+    N, d, X, Y = 2, 3, 4, 5
+    q, t, g = randn(N, d, X, Y), randn(N, d, X, Y, seed=1), randn(N, d, X, Y, seed=2)
+    a = randn(N, k * k, X, Y, seed=3)
+    win = lambda u: [w.array for w in windows(u, k)]
+    dot = lambda q, t: numpy.stack([(q * w).sum(1) for w in win(t)], axis=1)
+    mix = lambda a, t: sum(a[:, j:j + 1] * w for j, w in enumerate(win(t)))
+    check_op(lambda q, t: F.local_dot(q, t, k), [q, t], dot)
+    check_op(lambda a, t: F.local_mix(a, t, k), [a, t], mix)
+    # scatter is mix's adjoint in t: <scatter(a, g), w> = <g, mix(a, w)>
+    s = F.local_scatter(a, g, k).array
+    assert numpy.isclose((s * t).sum(), (g * mix(a, t)).sum(), rtol=1e-12)
+    check_op(lambda a, g: F.local_scatter(a, g, k), [a, g])
+
+
+def test_local_products_refuse_wrong_shapes():
+    x, a = numpy.zeros((2, 3, 4, 5)), numpy.zeros((2, 9, 4, 5))
+    with pytest.raises(ValueError, match="must be odd"):
+        F.local_dot(x, x, 2)
+    with pytest.raises(ValueError, match="9 weights"):
+        F.local_mix(x, x, 3)
+    with pytest.raises(ValueError, match="the same channels"):
+        F.local_dot(x, a, 3)
+    with pytest.raises(ValueError, match="9 weights"):
+        F.local_scatter(a[:, :4], x, 3)
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 3, 4), (1, 2, 1, 1)])

@@ -9,6 +9,7 @@ from .loss import (log_softmax, mean_absolute_error, mean_squared_error,  # noqa
 from .math import (abs, add, clip, div, erf, exp, log, logsumexp, matmul, max, mean, min,  # noqa
                    mul, neg, pow, sqrt, square, sub, sum)
 from .noise import dropout, scaled_noise  # noqa
+from .local import local_dot, local_mix, local_scatter  # noqa
 from .convolution import convolution_2d, deconvolution_2d  # noqa
 from .depthwise import depthwise_convolution_2d  # noqa
 from .filter import blur  # noqa
