@@ -136,13 +136,20 @@ def _scatter(a, g, k):
     return xp.ascontiguousarray(p[:, :, r:r + X, r:r + Y])
 
 
-class LocalDot(FunctionNode):
+class _Local(FunctionNode):
+    """One of the three maps on its arrays (`form`); subclasses give its backward."""
+    form = None
+
     def __init__(self, k):
         self.k = k
 
     def forward(self, inputs):
         self.retain_inputs((0, 1))
-        return _dot(*inputs, self.k),
+        return self.form(*inputs, self.k),
+
+
+class LocalDot(_Local):
+    form = staticmethod(_dot)
 
     def backward(self, indexes, grad_outputs):
         q, t = self.get_retained_inputs()
@@ -151,13 +158,8 @@ class LocalDot(FunctionNode):
                 local_scatter(gs, q, self.k) if 1 in indexes else None)
 
 
-class LocalMix(FunctionNode):
-    def __init__(self, k):
-        self.k = k
-
-    def forward(self, inputs):
-        self.retain_inputs((0, 1))
-        return _mix(*inputs, self.k),
+class LocalMix(_Local):
+    form = staticmethod(_mix)
 
     def backward(self, indexes, grad_outputs):
         a, t = self.get_retained_inputs()
@@ -166,13 +168,8 @@ class LocalMix(FunctionNode):
                 local_scatter(a, go, self.k) if 1 in indexes else None)
 
 
-class LocalScatter(FunctionNode):
-    def __init__(self, k):
-        self.k = k
-
-    def forward(self, inputs):
-        self.retain_inputs((0, 1))
-        return _scatter(*inputs, self.k),
+class LocalScatter(_Local):
+    form = staticmethod(_scatter)
 
     def backward(self, indexes, grad_outputs):
         a, g = self.get_retained_inputs()
