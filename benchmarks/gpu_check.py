@@ -1,8 +1,9 @@
-"""The GPU check in one command, within about 5 minutes: `pytest -m gpu`, then seconds per pix2pix
-iteration (256 x 256, batch 1 and 16) in minigan and in PyTorch (cuDNN) on the same GPU, then
-DiffAugment forward + backward on 64 x 3 x 256 x 256 against the card's peak memory bandwidth.
+"""The GPU check in one command, within about 6 minutes: `pytest -m gpu`, then seconds per pix2pix
+iteration (256 x 256, batch 1 and 16) in minigan and in PyTorch (cuDNN) on the same GPU,
+DiffAugment forward + backward on 64 x 3 x 256 x 256 against the card's peak memory bandwidth,
+and a Lightweight GAN step (128 px, batch 8, with and without the penalty) beside its twin.
 
-    PYTHONPATH=. python benchmarks/gpu_check.py [--gpu 0] [--skip-tests] [--budget 290]
+    PYTHONPATH=. python benchmarks/gpu_check.py [--gpu 0] [--skip-tests] [--budget 360]
 
 Needs CuPy, numpy, h5py, pillow, click, pytest; PyTorch (minigan only without it), matplotlib
 (loss.png, skipped with a line without it) and tqdm are optional; it installs nothing. The PyTorch pix2pix is the shared reference torch_pix2pix.py, looked for in
@@ -81,6 +82,32 @@ def pix2pix_rows(gpu, budget):
     return rows
 
 
+def lightweight_rows(gpu, budget):
+    """Lightweight GAN's step at 128 px, batch 8, with and without the penalty, beside the twin
+    (issue 11's GPU target: <= 1.0x PyTorch eager)."""
+    import lightweight_speed as bench
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    rows = []
+    for gp in (False, True):
+        name = f"Lightweight GAN 128 px, batch 8, {'with' if gp else 'no'} penalty"
+        if left(budget) < 60:
+            rows.append((name, "skipped: out of time"))
+            continue
+        ours, twin = bench.steps(128, 8, gp, gpu, torch=torch)
+        t_m = seconds_per_step(ours, budget)
+        if twin is None:
+            rows.append((name, f"minigan {t_m * 1e3:.1f} ms/step, PyTorch not installed"))
+        else:
+            t_t = seconds_per_step(twin, budget)
+            rows.append((name, f"minigan {t_m * 1e3:.1f} ms/step, PyTorch {t_t * 1e3:.1f} "
+                               f"ms/step, minigan / PyTorch {t_m / t_t:.2f}"))
+        _free_memory()
+    return rows
+
+
 def _free_memory():
     import cupy
     cupy.get_default_memory_pool().free_all_blocks()
@@ -149,14 +176,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--gpu", type=int, default=0)
     ap.add_argument("--skip-tests", action="store_true")
-    ap.add_argument("--budget", type=float, default=290, help="seconds for the whole check")
+    ap.add_argument("--budget", type=float, default=360, help="seconds for the whole check")
     args = ap.parse_args(argv)
     rows = []
     if not args.skip_tests:
         summary, seconds = run_tests(args.budget)
         rows.append(("pytest -m gpu", f"{summary} ({seconds:.0f} s)"))
     parts = [("DiffAugment", lambda: augment_rows(args.gpu)),
-             ("pix2pix", lambda: pix2pix_rows(args.gpu, args.budget))]
+             ("pix2pix", lambda: pix2pix_rows(args.gpu, args.budget)),
+             ("Lightweight GAN", lambda: lightweight_rows(args.gpu, args.budget))]
     for name, part in parts:
         try:
             rows += part()

@@ -8,7 +8,7 @@ loss of decoder 1, the penalty when asked, Adam; then G through D. The twin is t
 --attn 32 (or 16,32) adds lucidrains' attention at those widths, to both (his default is 32).
 
 Usage: python benchmarks/lightweight_speed.py [--sizes 64,128] [--batch 8] [--reps 3] [--threads 2]
-                                              [--attn 32]
+                                              [--attn 32] [--gpu -1]
 """
 import argparse
 import statistics
@@ -47,8 +47,8 @@ def minigan_step(c, G, D, opts, x, z, noise, z_g, noise_g, gp):
 
 
 def torch_step(torch, c, tG, tD, oG, oD, x, z, noise, z_g, noise_g, gp):
-    """The same step of the PyTorch twin."""
-    T = lambda a: torch.from_numpy(numpy.ascontiguousarray(a))
+    """The same step of the PyTorch twin (on NumPy inputs, or tensors already on its device)."""
+    T = lambda a: a if torch.is_tensor(a) else torch.from_numpy(numpy.ascontiguousarray(a))
     n = len(x)
     x_real = T(x).requires_grad_(gp)
     with torch.no_grad():
@@ -73,6 +73,47 @@ def torch_step(torch, c, tG, tD, oG, oD, x, z, noise, z_g, noise_g, gp):
     (-y.mean() - ys.mean()).backward()
     oG.step()
     return float(loss.detach())
+
+
+def on_device(inputs, send):
+    """The step's inputs (x, z, noise maps, z_g, noise maps) with every array sent once."""
+    return tuple([send(m) for m in a] if isinstance(a, list) else send(a) for a in inputs)
+
+
+def twin_step(torch, c, G, D, inputs, gp, gpu=-1):
+    """The twin's step as a closure on its device (weights copied from G and D, inputs sent
+    once), ending with a device sync."""
+    _, tG, tD = reference.tests_module("lightweight_twin").torch_twin(c, G, D)
+    dev = torch.device("cpu" if gpu < 0 else f"cuda:{gpu}")
+    tG, tD = tG.float().to(dev), tD.float().to(dev)
+    oG = torch.optim.Adam(tG.parameters(), c.alpha, (c.beta1, c.beta2))
+    oD = torch.optim.Adam(tD.parameters(), c.alpha, (c.beta1, c.beta2))
+    t_in = on_device(inputs, lambda a: torch.from_numpy(numpy.ascontiguousarray(a)).to(dev))
+    sync = torch.cuda.synchronize if gpu >= 0 else (lambda: None)
+
+    def step():
+        torch_step(torch, c, tG, tD, oG, oD, *t_in, gp)
+        sync()
+    return step
+
+
+def steps(size, batch, gp, gpu=-1, attn=(), torch=None):
+    """(minigan's step, the twin's step or None without torch) as closures on one device, each
+    ending with a device sync, from the same weights and inputs (case)."""
+    from minigan import backend
+    c, G, D, opts, inputs = case(size, batch, attn)
+    twin = None if torch is None else twin_step(torch, c, G, D, inputs, gp, gpu)
+    device = backend.Device(gpu)
+    for net in (G, D):
+        net.to_device(device)
+    inputs = on_device(inputs, device.send)
+
+    def ours():
+        with device:
+            minigan_step(c, G, D, opts, *inputs, gp)
+            if device.is_gpu:
+                device.xp.cuda.Device(device.id).synchronize()
+    return ours, twin
 
 
 def draws(rng, c, G, n):
@@ -141,26 +182,22 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--attn", default="", help="attention widths, e.g. 32 (default: none)")
+    ap.add_argument("--gpu", type=int, default=-1, help="CUDA device (both frameworks), -1: CPU")
     reference.add_malloc_flag(ap)
     a = ap.parse_args()
     print(reference.host_memory(a), flush=True)
     attn = tuple(int(w) for w in a.attn.split(",") if w)
     import torch
     torch.set_num_threads(a.threads)
-    torch_twin = reference.tests_module("lightweight_twin").torch_twin
     for size in map(int, a.sizes.split(",")):
-        c, G, D, opts, inputs = case(size, a.batch, attn)
-        _, tG, tD = torch_twin(c, G, D)
-        tG, tD = tG.float(), tD.float()
-        oG = torch.optim.Adam(tG.parameters(), c.alpha, (c.beta1, c.beta2))
-        oD = torch.optim.Adam(tD.parameters(), c.alpha, (c.beta1, c.beta2))
+        c, G, D, _, _ = case(size, a.batch, attn)
         count = lambda net: sum(p.size for p in net.params())
         print(f"{size} px, batch {a.batch}, attention at {list(attn)}: G {count(G):,} "
               f"D {count(D):,} parameters; "
               f"~{gflop(c, G, D, a.batch):.1f} GFLOP per step (convs, no penalty)", flush=True)
         for gp in (False, True):
-            t_m = timed(lambda: minigan_step(c, G, D, opts, *inputs, gp), a.reps)
-            t_t = timed(lambda: torch_step(torch, c, tG, tD, oG, oD, *inputs, gp), a.reps)
+            ours, twin = steps(size, a.batch, gp, a.gpu, attn, torch)
+            t_m, t_t = timed(ours, a.reps), timed(twin, a.reps)
             print(f"  {'with' if gp else 'no  '} penalty: minigan {t_m:.3f} s  torch {t_t:.3f} s  "
                   f"ratio {t_m / t_t:.2f}x", flush=True)
 
