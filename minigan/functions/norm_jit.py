@@ -35,11 +35,12 @@ def _forward_loops(x, gamma, beta, eps, per_sample, y, mean, var, inv, lo, hi):
                     q += d * d
             v = q / count
             k = 1.0 / math.sqrt(v + eps)
-            a = gamma[c] * k
+            t = x.dtype.type                  # the output pass in x's dtype, as in _backward_loops
+            m32, a = t(m), t(gamma[c] * k)
             b = beta[c]
             for r in range(R):
                 for i in range(S):
-                    y[g + r, c, i] = (x[g + r, c, i] - m) * a + b
+                    y[g + r, c, i] = (x[g + r, c, i] - m32) * a + b
             mean[g, c], var[g, c], inv[g, c] = m, v, k
 
 
@@ -62,7 +63,10 @@ def _backward_loops(x, gy, mean, inv, scale, per_sample, gx, sums, lo, hi):
             a = scale[g, c]
             m1 = s1 / count                   # mean(gy)
             m2 = s2 * k / count               # mean(gy xhat)
-            b = a * k * m2
+            # the coefficients in x's dtype, as NumPy's passes have them: float64 arithmetic
+            # per element made this pass twice as slow in float32
+            t = x.dtype.type
+            m1, b = t(m1), t(a * k * m2)
             for r in range(R):
                 for i in range(S):
                     gx[g + r, c, i] = a * (gy[g + r, c, i] - m1) - b * (x[g + r, c, i] - m)
