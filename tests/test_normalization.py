@@ -69,9 +69,10 @@ def test_third_order(fn):
 
 @pytest.mark.parametrize("fn", [F.batch_normalization, F.instance_normalization])
 @pytest.mark.parametrize("used", ["all", "gx", "ggamma", "gbeta"])
-def test_gradient_node_backward(fn, used):
+def test_gradient_node_backward(fn, used, passes):
     """NormalizationGrad, the gradient under create_graph: its derivatives in (x, gamma, gy),
-    first and second order, with every upstream gradient or only one (the others None)."""
+    first and second order, with every upstream gradient or only one (the others None), on
+    the NumPy passes and on the compiled loops."""
     pick = {"all": slice(None), "gx": slice(0, 1), "ggamma": slice(1, 2), "gbeta": slice(2, 3)}
 
     def grads(x, g, b, gy):
@@ -79,6 +80,40 @@ def test_gradient_node_backward(fn, used):
 
     x = randn(2, 3, 2, 3, seed=1) * 2 + 0.5
     check_op(grads, (x,) + _params(3) + (randn(2, 3, 2, 3, seed=4),))
+
+
+@pytest.mark.skipif(jit.numba is None, reason="numba is not installed (minigan[jit])")
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("dtype", [f32, f64])
+@pytest.mark.parametrize("given", ["all", "ggx", "gggamma", "ggbeta", "ggx+ggbeta"])
+def test_jit_second_derivative_equals_numpy_passes(per_sample, dtype, given, monkeypatch):
+    """NormalizationGrad's array backward: the two compiled passes against the NumPy passes,
+    threaded in small blocks, with any upstream gradients absent."""
+    monkeypatch.setattr("minigan.functions.im2col._PARALLEL_BYTES", 0)
+    monkeypatch.setattr("minigan.functions.im2col._CHUNK_BYTES", 1)
+    rng = numpy.random.RandomState(5)
+    shape = (3, 4, 5, 6)
+    x = (rng.standard_normal(shape) * 2 + 0.7).astype(dtype)
+    gamma, gy = rng.standard_normal(4).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    ggx = rng.standard_normal(shape).astype(dtype) if "ggx" in given or given == "all" else None
+    gggamma = rng.standard_normal(4).astype(dtype) if given in ("all", "gggamma") else None
+    ggbeta = rng.standard_normal(4).astype(dtype) if given in ("all", "ggbeta", "ggx+ggbeta") \
+        else None
+    lay = normalization._Layout(shape, per_sample)
+    _, stats = normalization._run_forward(lay, x, gamma, numpy.zeros(4, dtype), 1e-5)
+    mu, _, inv, a = stats
+    outs = {}
+    for flag in ("1", "0"):
+        monkeypatch.setenv("MINIGAN_JIT", flag)
+        outs[flag] = normalization._grad_backward(lay, x, gamma, gy, ggx, gggamma, ggbeta,
+                                                   mu, inv, a)
+    tol = 2e-5 if dtype == f32 else 1e-12
+    for got, want in zip(outs["1"], outs["0"]):
+        if want is None:
+            assert got is None
+            continue
+        assert got.dtype == dtype and got.shape == want.shape
+        numpy.testing.assert_allclose(got, want, rtol=tol, atol=tol * numpy.abs(want).max())
 
 
 @pytest.mark.parametrize("fn", [F.batch_normalization, F.instance_normalization])

@@ -111,3 +111,72 @@ def backward(lay, x3, gy3, mean, inv, scale):
     _over_channels(lambda lo, hi: run(x3, gy3, mean, inv, scale, lay.per_sample, gx3, sums,
                                       lo, hi), x3)
     return gx3, sums[..., 1].sum(0), sums[..., 0].sum(0)
+
+
+def _grad_loops(x, gy, ggx, has_ggx, mean, inv, scale, gamma, R_, B_, per_sample, g_x, g_gy,
+                s_inv, lo, hi):
+    """NormalizationGrad's second derivative (normalization._grad_backward's formulas) for
+    channels lo..hi: five per-statistic sums in one pass (xhat on the fly), then g_gy and g_x
+    in one more; s_inv[g, c] = s inv_std for g_gamma. ggx stands in as gy when absent."""
+    N, C, S = x.shape
+    G, Rr = (N, 1) if per_sample else (1, N)
+    n = Rr * S
+    t = x.dtype.type
+    for g in range(G):
+        for c in range(lo, hi):
+            mu, k, a = mean[g, c], inv[g, c], scale[g, c]
+            s_gy = 0.0
+            s_gyx = 0.0
+            s_h = 0.0
+            s_hx = 0.0
+            s_hgy = 0.0
+            for r in range(Rr):
+                xr, er, hr = x[g + r, c], gy[g + r, c], ggx[g + r, c]
+                for i in range(S):
+                    xh = (xr[i] - mu) * k
+                    e = er[i]
+                    s_gy += e
+                    s_gyx += e * xh
+                    if has_ggx:
+                        h = hr[i]
+                        s_h += h
+                        s_hx += h * xh
+                        s_hgy += h * e
+            gbar, m, p, q = s_gy / n, s_gyx / n, s_h / n, s_hx / n
+            s = s_hgy - n * (gbar * p + m * q) if has_ggx else 0.0
+            R, B = R_[c], B_[c]
+            k_xhat = R - a * q
+            c_gg = t(B - a * p)
+            c0 = t(-k * (-a * (p * m + gbar * q) + R * gbar))
+            c1 = t(-(k * (R * m - 2 * a * m * q) + gamma[c] * s * k * k / n))
+            c_gy, c_h, kx = t(k * k_xhat), t(-k * a * m), t(k_xhat)
+            for r in range(Rr):
+                xr, er, hr = x[g + r, c], gy[g + r, c], ggx[g + r, c]
+                out_x, out_gy = g_x[g + r, c], g_gy[g + r, c]
+                for i in range(S):
+                    xh = (xr[i] - mu) * k
+                    h = hr[i] if has_ggx else t(0)
+                    out_gy[i] = xh * kx + h * a + c_gg
+                    out_x[i] = er[i] * c_gy + xh * c1 + h * c_h + c0
+            s_inv[g, c] = s * k
+
+
+def grad_backward(lay, x3, gamma, gy3, ggx3, gggamma, ggbeta, mean, inv, scale):
+    """(g_x3, g_gamma or None, g_gy3) as normalization._grad_backward, in two passes."""
+    n, c, _ = x3.shape
+    dt = x3.dtype
+    x3, gy3 = numpy.ascontiguousarray(x3), numpy.ascontiguousarray(gy3)
+    has = ggx3 is not None
+    ggx3 = numpy.ascontiguousarray(ggx3) if has else gy3
+    g = n if lay.per_sample else 1
+    zeros = numpy.zeros(c, dt)
+    R = zeros if gggamma is None else numpy.ascontiguousarray(gggamma, dt)
+    B = zeros if ggbeta is None else numpy.ascontiguousarray(ggbeta, dt)
+    mean, inv = mean.reshape(g, c), inv.reshape(g, c)
+    scale = numpy.ascontiguousarray(numpy.broadcast_to(scale.reshape(-1, c), (g, c)))
+    g_x, g_gy = numpy.empty_like(x3), numpy.empty_like(x3)
+    s_inv = numpy.empty((g, c), dt)
+    run = compiled(_grad_loops)
+    _over_channels(lambda lo, hi: run(x3, gy3, ggx3, has, mean, inv, scale, gamma, R, B,
+                                      lay.per_sample, g_x, g_gy, s_inv, lo, hi), x3)
+    return g_x, (s_inv.sum(0) if has else None), g_gy
