@@ -2,12 +2,14 @@
 
 normalization.py's NumPy passes are the reference; these compute the same thing with each
 statistic's rows read twice (sums, then the output) while they sit in cache, where NumPy needs
-five broadcast passes and temporaries. Used on the CPU when numba imports and MINIGAN_JIT is not
-"0"; the differentiable path (create_graph=True) and CuPy never come here.
+five broadcast passes and temporaries: the forward, the backward, and NormalizationGrad's
+second derivative at the last order (grad_backward). Used on the CPU when numba imports and
+MINIGAN_JIT is not "0"; the recorded ops of higher orders and CuPy never come here.
 
 Layout: x3 is (N, C, S). A statistic covers the rows (n, c) of one channel for all n (batch
 norm, G = 1) or one row each (instance norm, G = N); R = rows per statistic, count = R S.
-Sums accumulate in float64 whatever the dtype (reassociated, so LLVM vectorizes them).
+Sums accumulate in float64 whatever the dtype (reassociated, so LLVM vectorizes them); the
+per-element output passes run in x's dtype, their coefficients rounded once per statistic.
 """
 import math
 
