@@ -87,36 +87,29 @@ def _compiled(loops, out, *arrays):
     return out
 
 
-def _host(*arrays):
-    return jit.takes(*arrays)
-
-
-# -- the array forms (NumPy or CuPy): one pass per offset --------------------------------------
+# -- the array forms: the compiled loops on host arrays, else one pass per offset (NumPy, CuPy) --
 
 def _dot(q, t, k):
-    if _host(q, t):
-        q, t = (numpy.ascontiguousarray(a) for a in (q, t))
-        s = numpy.zeros((q.shape[0], k * k) + q.shape[2:], q.dtype)
-        return _compiled(_dot_loops, s, q, _padded(t, k // 2), k)
     xp = backend.get_array_module(q)
     N, d, X, Y = q.shape
     offsets, r = _offsets(k)
     p = _padded(t, r)
-    s = xp.empty((N, k * k, X, Y), q.dtype)
+    s = xp.zeros((N, k * k, X, Y), q.dtype)
+    if jit.takes(q, t):
+        return _compiled(_dot_loops, s, numpy.ascontiguousarray(q), p, k)
     for j, (u, v) in enumerate(offsets):
         s[:, j] = (q * p[:, :, u:u + X, v:v + Y]).sum(axis=1)
     return s
 
 
 def _mix(a, t, k):
-    if _host(a, t):
-        a, t = (numpy.ascontiguousarray(v) for v in (a, t))
-        return _compiled(_mix_loops, numpy.zeros(t.shape, t.dtype), a, _padded(t, k // 2), k)
     xp = backend.get_array_module(t)
     N, d, X, Y = t.shape
     offsets, r = _offsets(k)
     p = _padded(t, r)
     o = xp.zeros(t.shape, t.dtype)
+    if jit.takes(a, t):
+        return _compiled(_mix_loops, o, numpy.ascontiguousarray(a), p, k)
     for j, (u, v) in enumerate(offsets):
         o += a[:, j:j + 1] * p[:, :, u:u + X, v:v + Y]
     return o
@@ -127,9 +120,8 @@ def _scatter(a, g, k):
     N, d, X, Y = g.shape
     offsets, r = _offsets(k)
     p = xp.zeros((N, d, X + 2 * r, Y + 2 * r), g.dtype)
-    if _host(a, g):
-        a, g = (numpy.ascontiguousarray(v) for v in (a, g))
-        _compiled(_scatter_loops, p, a, g, k)
+    if jit.takes(a, g):
+        _compiled(_scatter_loops, p, numpy.ascontiguousarray(a), numpy.ascontiguousarray(g), k)
     else:
         for j, (u, v) in enumerate(offsets):
             p[:, :, u:u + X, v:v + Y] += a[:, j:j + 1] * g

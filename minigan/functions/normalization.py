@@ -8,8 +8,9 @@ rows with BLAS (a @ 1, a . b), several times faster than numpy's sum over axes.
 One fused node computes y and, when no graph is recorded, its gradients in a few passes. When the
 gradient must itself be differentiable (create_graph=True, a gradient penalty), the gradient is one
 more node, `NormalizationGrad`: the same fused passes forward, the second derivative backward (on
-arrays in a dozen passes when that is the last order; else with differentiable ops on xhat and
-inv_std = 1 / sqrt(var + eps) from `Standardize`, so every order of derivative is exact).
+arrays when that is the last order, two compiled passes or a dozen NumPy ones; else with
+differentiable ops on xhat and inv_std = 1 / sqrt(var + eps) from `Standardize`, so every order
+of derivative is exact).
 
 On CuPy arrays the plain-array passes (_run_forward, _run_backward) are raw kernels
 (kernels/norm.cu, _kernel_forward below): two reads and one write each way.
@@ -335,8 +336,8 @@ class NormalizationGrad(FunctionNode):
 
 
 def _grad_backward(lay, x, gamma, gy, ggx, gggamma, ggbeta, mu, inv, a):
-    """NormalizationGrad.backward on arrays, in about a dozen passes: five per-statistic means,
-    then g_gy and g_x as per-statistic combinations of ggx, gy and xhat (a = gamma inv_std).
+    """NormalizationGrad.backward on arrays (norm_jit's two passes, else about a dozen NumPy
+    passes): five per-statistic means, then g_gy and g_x as per-statistic combinations of ggx, gy and xhat (a = gamma inv_std).
 
     With gbar = mean(gy), m = mean(gy xhat), p = mean(ggx), q = mean(ggx xhat), R = gggamma,
     B = ggbeta, n = count: g_gy = a ggx + (R - a q) xhat + B - a p; s = n (mean(ggx gy) - gbar p

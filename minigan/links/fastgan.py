@@ -52,9 +52,8 @@ class NoiseInjection(Link):
         N, C, H, W = x.shape
         if noise is None:       # drawn on the host (NumPy's generator: a snapshot restores it)
             noise = numpy.random.standard_normal((N, 1, H, W))
-        noise = self.xp.asarray(noise, x.dtype)
         w = self.weight if self.weight.shape == (C,) else F.broadcast_to(self.weight, (C,))
-        return F.scaled_noise(x, w, noise)                  # x + w[c] noise, one op
+        return F.scaled_noise(x, w, noise)      # x + w[c] noise, one op (noise sent to x's device)
 
 
 class InitBlock(Chain):
