@@ -51,7 +51,7 @@ def main(argv=None):
     values = values.split(",")
     if not name or len(values) < 2:
         ap.error("--env wants NAME=value1,value2")
-    print(reference.host_memory(args), flush=True)
+    print(reference.host_memory(args), reference.machine(), sep="\n", flush=True)
     batch = args.batch or breakdown.default_batch(args.gan)
     times = alternate(breakdown.steps(args.gan, batch, args.size), name, values, args.reps)
     first = times[values[0]]

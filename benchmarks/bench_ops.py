@@ -208,7 +208,7 @@ def main(argv=None):
                     help="before each row, wait up to S seconds for other processes to go idle")
     reference.add_malloc_flag(ap)
     args = ap.parse_args(argv)
-    print(reference.host_memory(args), flush=True)
+    print(reference.host_memory(args), reference.machine(), sep="\n", flush=True)
 
     torch = None
     if not args.no_torch:

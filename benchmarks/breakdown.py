@@ -176,7 +176,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.penalty and args.gan != "lightweight":
         ap.error("--penalty is Lightweight GAN's (--gan lightweight)")
-    print(reference.host_memory(args), flush=True)
+    print(reference.host_memory(args), reference.machine(), sep="\n", flush=True)
     if args.batch is None:
         args.batch = default_batch(args.gan)
     rate = sgemm_rate()

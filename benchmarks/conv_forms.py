@@ -56,7 +56,7 @@ def main(argv=None):
                     help="Winograd against the window forms, on the 3 x 3 layers")
     reference.add_malloc_flag(ap)
     args = ap.parse_args(argv)
-    print(reference.host_memory(args), flush=True)
+    print(reference.host_memory(args), reference.machine(), sep="\n", flush=True)
     env, names = (("MINIGAN_WINOGRAD", ("winograd", "windows")) if args.winograd else
                   ("MINIGAN_BLAS", ("windows", "im2col")))
     print(f"| layer | batch | {names[0]} ms | {names[1]} ms | {names[0]} / {names[1]} |")

@@ -133,7 +133,7 @@ def main(argv=None):
     ap.add_argument("--torch-ref", default=None, help="the folder of torch_dcgan.py")
     reference.add_malloc_flag(ap)
     args = ap.parse_args(argv)
-    print(reference.host_memory(args), flush=True)
+    print(reference.host_memory(args), reference.machine(), sep="\n", flush=True)
 
     steps = {"minigan": minigan_step(args.batch)}
     source = None

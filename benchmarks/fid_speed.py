@@ -156,7 +156,7 @@ def main():
                     default="efficientnet-lite0")
     reference.add_malloc_flag(ap)
     args = ap.parse_args()
-    print(reference.host_memory(args), flush=True)
+    print(reference.host_memory(args), reference.machine(), sep="\n", flush=True)
     _, size, label, prepare = metrics.FEATURES[args.features]
 
     files = metrics.folder_files(args.data)

@@ -185,7 +185,7 @@ def main():
     ap.add_argument("--gpu", type=int, default=-1, help="CUDA device (both frameworks), -1: CPU")
     reference.add_malloc_flag(ap)
     a = ap.parse_args()
-    print(reference.host_memory(a), flush=True)
+    print(reference.host_memory(a), reference.machine(), sep="\n", flush=True)
     attn = tuple(int(w) for w in a.attn.split(",") if w)
     import torch
     torch.set_num_threads(a.threads)

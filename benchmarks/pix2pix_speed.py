@@ -88,7 +88,7 @@ def main(argv=None):
     ap.add_argument("--torch-ref", default=None, help="the folder of torch_pix2pix.py")
     reference.add_malloc_flag(ap)
     args = ap.parse_args(argv)
-    print(reference.host_memory(args), flush=True)
+    print(reference.host_memory(args), reference.machine(), sep="\n", flush=True)
     try:
         import torch
         torch.set_num_threads(args.threads)

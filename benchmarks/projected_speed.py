@@ -80,7 +80,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     reference.add_malloc_flag(ap)
     a = ap.parse_args()
-    print(reference.host_memory(a), flush=True)
+    print(reference.host_memory(a), reference.machine(), sep="\n", flush=True)
     import torch
     torch.set_num_threads(a.threads)
     c, models, opts, x = case(a.size, a.batch, a.ngf)

@@ -65,3 +65,23 @@ def host_memory(args):
     on = not args.malloc_default and host.keep_freed_memory()
     return ("host allocator: freed blocks kept mapped for this whole process (minigan.host)"
             if on else "host allocator: glibc's defaults (--malloc-default)")
+
+
+def machine():
+    """A line naming the CPU and the kernels NumPy's OpenBLAS runs on it. An environment that
+    pins OPENBLAS_CORETYPE (some machines here set Haswell, for older OpenBLAS builds) halves
+    minigan's GEMM rate on an AVX-512 CPU and leaves PyTorch's alone: the line says so."""
+    from minigan.functions import blas
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), model)
+    except OSError:
+        pass
+    line = f"CPU: {model}, {os.cpu_count()} logical; OpenBLAS kernels: {blas.corename() or 'none'}"
+    pinned = [f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+              if k in os.environ]
+    if pinned:
+        line += f" (pinned by {', '.join(pinned)}: unset to let OpenBLAS choose)"
+    return line

@@ -95,3 +95,12 @@ def test_gemm_runs_before_anyone_asked_available(monkeypatch):
     c = numpy.zeros((2, 2), numpy.float32)
     blas.gemm(numpy.eye(2, dtype=numpy.float32), numpy.ones((2, 2), numpy.float32), c)
     numpy.testing.assert_array_equal(c, 1)
+
+
+def test_corename_is_the_kernel_set_openblas_chose():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    ours = [i for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas"]
+    if not ours:
+        assert blas.corename() is None
+        return
+    assert blas.corename() == ours[0]["architecture"]      # read by threadpoolctl on its own

@@ -9,6 +9,7 @@ the same library and thread pool as NumPy's products.
 Elsewhere available() is False and the convolutions keep their im2col form.
 """
 import ctypes
+import functools
 import os
 
 import numpy
@@ -34,30 +35,51 @@ def _loaded_blas():
                   key=lambda p: (not p.startswith(os.path.join(home, "numpy")), p))
 
 
-def _find():
-    """{float32: sgemm, float64: dgemm} from the loaded OpenBLAS, or {}. The integer width comes
-    from the library's own build line (USE64BITINT), never from a guess."""
+@functools.lru_cache(maxsize=None)
+def _library():
+    """(ctypes library, symbol prefix, suffix) of the loaded OpenBLAS, or None; searched once."""
     for path in _loaded_blas():
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
         for prefix, suffix in _NAMES:
-            try:
-                config = getattr(lib, f"{prefix}openblas_get_config{suffix}")
-                fns = {dt: getattr(lib, f"{prefix}cblas_{ch}gemm{suffix}")
-                       for dt, ch in ((numpy.float32, "s"), (numpy.float64, "d"))}
-            except AttributeError:
-                continue
-            config.restype, config.argtypes = ctypes.c_char_p, []
-            i = ctypes.c_int64 if b"USE64BITINT" in (config() or b"") else ctypes.c_int
-            p = ctypes.c_void_p
-            for dt, fn in fns.items():
-                real = ctypes.c_float if dt is numpy.float32 else ctypes.c_double
-                fn.argtypes = [i, i, i, i, i, i, real, p, i, p, i, real, p, i]
-                fn.restype = None
-            return {numpy.dtype(dt): fn for dt, fn in fns.items()}
-    return {}
+            if hasattr(lib, f"{prefix}openblas_get_config{suffix}") and all(
+                    hasattr(lib, f"{prefix}cblas_{ch}gemm{suffix}") for ch in "sd"):
+                return lib, prefix, suffix
+    return None
+
+
+def _symbol(name, restype=None, argtypes=()):
+    """The OpenBLAS function openblas_NAME / cblas_NAME with its C signature."""
+    lib, prefix, suffix = _library()
+    fn = getattr(lib, f"{prefix}{name}{suffix}")
+    fn.restype, fn.argtypes = restype, list(argtypes)
+    return fn
+
+
+def corename():
+    """The kernels OpenBLAS chose for this CPU ("Haswell", "SkylakeX", ...), or None when no
+    OpenBLAS is loaded (see minigan/cpuinfo.py for why it matters)."""
+    if _library() is None:
+        return None
+    name = _symbol("openblas_get_corename", ctypes.c_char_p)()
+    return name.decode() if name else None
+
+
+def _find():
+    """{float32: sgemm, float64: dgemm} from the loaded OpenBLAS, or {}. The integer width comes
+    from the library's own build line (USE64BITINT), never from a guess."""
+    if _library() is None:
+        return {}
+    config = _symbol("openblas_get_config", ctypes.c_char_p)()
+    i = ctypes.c_int64 if b"USE64BITINT" in (config or b"") else ctypes.c_int
+    p = ctypes.c_void_p
+    fns = {}
+    for dt, ch, real in ((numpy.float32, "s", ctypes.c_float), (numpy.float64, "d", ctypes.c_double)):
+        fns[numpy.dtype(dt)] = _symbol(f"cblas_{ch}gemm", None,
+                                       [i, i, i, i, i, i, real, p, i, p, i, real, p, i])
+    return fns
 
 
 def available():
