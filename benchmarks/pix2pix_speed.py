@@ -3,7 +3,8 @@
 Both train chainer-pix2pix's networks (U-Net G: 54.4M parameters; two-stem D) on the same kind of
 batch (a 12-channel one-hot label map and a target in [-1, 1]) with the same scheme: G forward,
 D on fake and on real, G step through D, D step (Adam 2e-4, beta1 0.5). The two alternate in
-blocks of repetitions in one process, since this VM's speed drifts by +-15% between runs.
+blocks of repetitions in one process, since this VM's speed drifts by +-15% between runs, with
+a pause before each switch (reference.alternate: the other's worker threads stop spinning).
 
     python benchmarks/pix2pix_speed.py [--batch 1,4] [--reps 5] [--warmup 2] [--gpu -1]
         [--torch-ref DIR]    (the folder of torch_pix2pix.py, see reference.py; torch is optional)
@@ -101,11 +102,9 @@ def main(argv=None):
         for fn in (ours, theirs):
             if fn:
                 timed(fn, args.warmup)
-        t_ours, t_theirs = [], []
-        while len(t_ours) < args.reps:
-            t_ours += timed(ours, args.block)
-            if theirs:
-                t_theirs += timed(theirs, args.block)
+        times = reference.alternate({"ours": ours, **({"theirs": theirs} if theirs else {})},
+                                    args.reps, args.block)
+        t_ours, t_theirs = times["ours"], times.get("theirs")
         m = statistics.median(t_ours)
         t = statistics.median(t_theirs) if theirs else float("nan")
         rows.append((batch, m, min(t_ours), t, min(t_theirs) if theirs else float("nan")))

@@ -8,6 +8,7 @@ minigan as installed (`pip install -e .`, or PYTHONPATH=. on a machine without t
 import importlib.util
 import os
 import sys
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CANDIDATES = (os.path.join(REPO, "shared", "bench"), os.path.join(REPO, "..", "shared", "bench"))
@@ -85,3 +86,24 @@ def machine():
     if pinned:
         line += f" (pinned by {', '.join(pinned)}: unset to let OpenBLAS choose)"
     return line
+
+
+SETTLE_S = 0.3
+
+
+def alternate(steps, reps, block=1, settle=SETTLE_S):
+    """{name: [seconds of each step]}: the steps (name -> callable) in turn, `block` timed
+    calls each, until each has `reps`. Before each switch the machine idles `settle` seconds:
+    a framework's idle worker threads spin before they sleep (OpenBLAS's for ~2^28 cycles after
+    a GEMM, OpenMP's teams for their spin count), and on 2 cores a spinner left by one step
+    took a core from the other's (PyTorch's DCGAN step ran 0.069 s right after minigan's,
+    0.027 s on its own)."""
+    times = {name: [] for name in steps}
+    while any(len(t) < reps for t in times.values()):
+        for name, fn in steps.items():
+            time.sleep(settle)
+            for _ in range(min(block, reps - len(times[name]))):
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
+    return times
