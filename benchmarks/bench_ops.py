@@ -147,7 +147,9 @@ def measure_pair(a, b, warmup, reps):
     Each timed call follows an untimed call of the same side: a side's first call after the
     other's pays for the other's threads winding down (PyTorch's OpenMP threads spin after a
     parallel region) and for waking its own, which on a 2-core machine is most of a short row
-    (a 4.9 ms batch norm read 8.7 ms right after PyTorch's, and PyTorch's 5.5 read 6.6).
+    (a 4.9 ms batch norm read 8.7 ms right after PyTorch's, and PyTorch's 5.5 read 6.6). Before
+    that call the machine idles reference.SETTLE_S, longer than OpenBLAS's threads spin after
+    a GEMM (reference.alternate).
 
     Also returns the share of the machine's CPU time that other processes used meanwhile
     (other helpers' test runs on a shared 2-core VM make a row meaningless).
@@ -158,9 +160,11 @@ def measure_pair(a, b, warmup, reps):
     ta, tb = [], []
     j0, t0 = _cpu_jiffies(), os.times()
     for _ in range(reps):
+        time.sleep(reference.SETTLE_S)      # OpenBLAS's idle threads spin ~2^28 cycles
         a()
         ta.append(timed(a))
         if b:
+            time.sleep(reference.SETTLE_S)
             b()
             tb.append(timed(b))
     j1, t1 = _cpu_jiffies(), os.times()
