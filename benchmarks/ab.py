@@ -2,7 +2,7 @@
 iteration in one process, so the VM's drift hits each setting alike.
 
     python benchmarks/ab.py --env MINIGAN_BLAS=1,0 [--gan pix2pix] [--batch 1] [--reps 6]
-    python benchmarks/ab.py --env MINIGAN_JIT=1,0 --gan lightweight --size 64
+    python benchmarks/ab.py --env MINIGAN_JIT=1,0 --gan lightweight --size 64 [--penalty]
 
 The variables minigan reads on every call: MINIGAN_JIT (numba's loops), MINIGAN_BLAS (blas.py,
 so the space-to-depth convolutions). Prints each setting's median and min, and the median over
@@ -45,6 +45,8 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=None, help=breakdown.default_batch.__doc__)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--reps", type=int, default=6)
+    ap.add_argument("--penalty", action="store_true",
+                    help="Lightweight GAN's step with its gradient penalty on D")
     reference.add_malloc_flag(ap)
     args = ap.parse_args(argv)
     name, _, values = args.env.partition("=")
@@ -53,7 +55,8 @@ def main(argv=None):
         ap.error("--env wants NAME=value1,value2")
     print(reference.host_memory(args), reference.machine(), sep="\n", flush=True)
     batch = args.batch or breakdown.default_batch(args.gan)
-    times = alternate(breakdown.steps(args.gan, batch, args.size), name, values, args.reps)
+    step = breakdown.steps(args.gan, batch, args.size, args.penalty)
+    times = alternate(step, name, values, args.reps)
     first = times[values[0]]
     print(f"{args.gan}, batch {batch}: {args.reps} iterations per setting, alternating")
     print(f"| {name} | median s/it | min s/it | / {name}={values[0]} (median of pairs) |")
