@@ -8,6 +8,9 @@ this VM's speed drifts by about 15%; the table shows medians and the ratio minig
 
 Usage: python benchmarks/bench_ops.py [--reps 5] [--warmup 2] [--layers enc,dec.c6,bn]
                                       [--threads 2] [--batch 1] [--no-torch] [--wait-idle 30]
+                                      [--gemm]
+--gemm adds each layer's three products as bare GEMMs over the batch (gemm_case): the floor of
+every im2col-based form, beside PyTorch's time.
 """
 import argparse
 import os
@@ -81,6 +84,26 @@ def torch_case(torch, kind, cin, cout, k, s, p, size, n):
     def step():
         y = op(x, W, b, stride=s, padding=p)
         torch.autograd.grad(y, (x, W, b), gy)
+    return step
+
+
+def gemm_case(kind, cin, cout, k, size, osize, n, rng):
+    """The layer's three products as bare GEMMs over the whole batch, their operands ready:
+    y = W col, gcol = W^T gy, gW = gy col^T with col (K, N P). What any im2col-based form would
+    cost with its copies free, so a row whose GEMMs alone exceed PyTorch's convolution cannot
+    reach it by any such form."""
+    # a transposed convolution is the x-gradient of the convolution from its output side
+    co, ci, pixels = (cout, cin, osize) if kind == "conv" else (cin, cout, size)
+    f32 = numpy.float32
+    W = rng.standard_normal((co, ci * k * k), dtype=f32)
+    col = rng.standard_normal((ci * k * k, n * pixels ** 2), dtype=f32)
+    gy = rng.standard_normal((co, n * pixels ** 2), dtype=f32)
+    y, gcol, gW = numpy.empty_like(gy), numpy.empty_like(col), numpy.empty_like(W)
+
+    def step():
+        numpy.matmul(W, col, out=y)
+        numpy.matmul(W.T, gy, out=gcol)
+        numpy.matmul(gy, col.T, out=gW)
     return step
 
 
@@ -175,13 +198,17 @@ def measure_pair(a, b, warmup, reps):
     return statistics.median(ta), (statistics.median(tb) if b else None), foreign
 
 
-def _row(name, shape, gf, tm, tt):
-    """One table line: times in ms, ratio minigan / torch, minigan's GFLOP/s."""
+def _row(name, shape, gf, tm, tt, tg=None):
+    """One table line: times in ms, ratio minigan / torch, minigan's GFLOP/s; with tg (--gemm)
+    the bare GEMMs' ms and their ratio to torch."""
     ratio = f"{tm / tt:6.2f}" if tt else "     -"
     flops = f"{gf:6.2f}" if gf else " " * 6
     rate = f"{gf / tm:8.1f}" if gf else " " * 8
     torch_ms = f"{tt * 1e3:9.2f}" if tt else " " * 8 + "-"
-    return f"{name:<10} {shape:<34} {flops} {tm * 1e3:9.2f} {torch_ms} {ratio} {rate}"
+    gemm = ""
+    if tg:
+        gemm = f" {tg * 1e3:8.2f} " + (f"{tg / tt:8.2f}" if tt else " " * 7 + "-")
+    return f"{name:<10} {shape:<34} {flops} {tm * 1e3:9.2f} {torch_ms} {ratio} {rate}{gemm}"
 
 
 def environment(torch):
@@ -208,6 +235,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--gemm", action="store_true",
+                    help="also time each layer's three products as bare GEMMs (gemm_case)")
     ap.add_argument("--wait-idle", type=float, default=0, metavar="S",
                     help="before each row, wait up to S seconds for other processes to go idle")
     reference.add_malloc_flag(ap)
@@ -235,9 +264,11 @@ def main(argv=None):
             wait_idle(args.wait_idle)
             a = minigan_case(kind, cin, cout, k, s, p, size, n, rng)
             b = torch and torch_case(torch, kind, cin, cout, k, s, p, size, n)
+            g = args.gemm and gemm_case(kind, cin, cout, k, size, osize, n, rng)
             rows.append((name, f"{kind} {cin}->{cout} k{k}s{s}p{p} {size}->{osize}",
                          gflop(kind, cin, cout, k, size, osize, n),
-                         *measure_pair(a, b, args.warmup, args.reps)))
+                         *measure_pair(a, b, args.warmup, args.reps),
+                         g and measure_pair(g, None, args.warmup, args.reps)[0]))
         bn = "bn." + name
         if bn_error is None and pick(bn) and name != "dec.c7":
             wait_idle(args.wait_idle)
@@ -245,25 +276,26 @@ def main(argv=None):
             b = torch and torch_bn_case(torch, cout, osize, n)
             try:
                 rows.append((bn, f"batchnorm {cout}x{osize}x{osize}", None,
-                             *measure_pair(a, b, args.warmup, args.reps)))
+                             *measure_pair(a, b, args.warmup, args.reps), None))
             except Exception as e:      # another module's work in progress must not hide ours
                 bn_error = f"F.batch_normalization failed: {type(e).__name__}: {e}"
 
     print(f"\nbatch {n}, forward + backward (grads of x, W, b), median of {args.reps} reps "
           f"after {args.warmup} warm-up, ms")
     print(f"{'layer':<10} {'shape':<34} {'GFLOP':>6} {'minigan':>9} {'torch':>9} {'ratio':>6} "
-          f"{'GFLOP/s':>8} {'other load':>10}")
+          f"{'GFLOP/s':>8}" + (f" {'GEMM':>8} {'/ torch':>8}" if args.gemm else "")
+          + f" {'other load':>10}")
     noisy = []
     for group in ("conv", "bn"):
         sel = [r for r in rows if r[0].startswith("bn.") == (group == "bn")]
-        for name, shape, gf, tm, tt, foreign in sel:
+        for name, shape, gf, tm, tt, foreign, tg in sel:
             if foreign and foreign > 0.05:
                 noisy.append(name)
             load = "" if foreign is None else f"{100 * foreign:9.0f}%"
-            print(_row(name, shape, gf, tm, tt) + f" {load}")
+            print(_row(name, shape, gf, tm, tt, tg) + f" {load}")
         if sel:
             print(_row(f"sum {group}", "", sum(r[2] or 0 for r in sel), sum(r[3] for r in sel),
-                       sum(r[4] or 0 for r in sel)))
+                       sum(r[4] or 0 for r in sel), sum(r[6] or 0 for r in sel)))
     if noisy:
         print(f"other processes used more than 5% of the CPUs during: {', '.join(noisy)}; "
               "rerun when the machine is idle")
