@@ -143,7 +143,8 @@ def main(argv=None):
     for fn in steps.values():
         for _ in range(args.warmup):
             fn()
-    times = reference.alternate(steps, args.reps)   # in turn: the VM's drift hits both alike
+    # in turn (the VM's drift hits both alike), each timed step after an untimed one
+    times = reference.alternate(steps, args.reps, warm=1)
     rate = sgemm_rate()
     floor = NOMINAL_GFLOP_B64 * args.batch / 64 / rate
 

@@ -91,17 +91,20 @@ def machine():
 SETTLE_S = 0.3
 
 
-def alternate(steps, reps, block=1, settle=SETTLE_S):
+def alternate(steps, reps, block=1, settle=SETTLE_S, warm=0):
     """{name: [seconds of each step]}: the steps (name -> callable) in turn, `block` timed
     calls each, until each has `reps`. Before each switch the machine idles `settle` seconds:
     a framework's idle worker threads spin before they sleep (OpenBLAS's for ~2^28 cycles after
     a GEMM, OpenMP's teams for their spin count), and on 2 cores a spinner left by one step
     took a core from the other's (PyTorch's DCGAN step ran 0.069 s right after minigan's,
-    0.027 s on its own)."""
+    0.027 s on its own). `warm` untimed calls then wake the side's threads and caches, as the
+    previous step of a training loop would have (worth it for steps of milliseconds)."""
     times = {name: [] for name in steps}
     while any(len(t) < reps for t in times.values()):
         for name, fn in steps.items():
             time.sleep(settle)
+            for _ in range(warm):
+                fn()
             for _ in range(min(block, reps - len(times[name]))):
                 t = time.perf_counter()
                 fn()
