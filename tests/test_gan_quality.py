@@ -74,9 +74,12 @@ def test_wgan_gp_covers_the_ring_and_its_gradient_norm_moves_toward_1():
                         128 * c.n_critic, 1000)
     modes, good = ring_quality(wgan_gp, c, models["gen"])
     assert modes >= 6 and good >= 0.5, (modes, good)
-    norms = [r["dis/grad_norm"] for r in log]
-    start, end = norms[0], numpy.mean(norms[-50:])
-    assert abs(end - 1) < 0.5 * abs(start - 1), (start, end)
+    # the mean distance from 1 over the first and the last 50 steps: 0.19-0.33 and 0.04-0.05
+    # over seeds 0-2 with either OpenBLAS kernel set (Haswell's, SkylakeX's); lambda = 0 gives
+    # 3.6 and 11.7. The first step alone (1.10 at seed 0) made the test hang on the last bits
+    deviation = numpy.abs(numpy.array([r["dis/grad_norm"] for r in log]) - 1)
+    start, end = deviation[:50].mean(), deviation[-50:].mean()
+    assert end < 0.5 * start, (start, end)
 
 
 def _faces(size):
