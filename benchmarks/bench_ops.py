@@ -89,9 +89,10 @@ def torch_case(torch, kind, cin, cout, k, s, p, size, n):
 
 def gemm_case(kind, cin, cout, k, size, osize, n, rng):
     """The layer's three products as bare GEMMs over the whole batch, their operands ready:
-    y = W col, gcol = W^T gy, gW = gy col^T with col (K, N P). What any im2col-based form would
-    cost with its copies free, so a row whose GEMMs alone exceed PyTorch's convolution cannot
-    reach it by any such form."""
+    y = W col, gcol = W^T gy, gW = gy col^T with col (K, N P). What an im2col-based form of
+    these shapes would cost with its copies free, so a 4 x 4 stride-2 row whose GEMMs alone
+    exceed PyTorch's convolution cannot reach it by any such form. (A stride-1 layer's flipped
+    twin multiplies other shapes: dec.c7's 128 -> 3 runs below this.)"""
     # a transposed convolution is the x-gradient of the convolution from its output side
     co, ci, pixels = (cout, cin, osize) if kind == "conv" else (cin, cout, size)
     f32 = numpy.float32
