@@ -10,7 +10,7 @@ Usage: python benchmarks/bench_ops.py [--reps 5] [--warmup 2] [--layers enc,dec.
                                       [--threads 2] [--batch 1] [--no-torch] [--wait-idle 30]
                                       [--gemm]
 --gemm adds each layer's three products as bare GEMMs over the batch (gemm_case): the floor of
-every im2col-based form, beside PyTorch's time.
+an im2col-based form of the layer's shapes, beside PyTorch's time.
 """
 import argparse
 import os
@@ -237,7 +237,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--gemm", action="store_true",
-                    help="also time each layer's three products as bare GEMMs (gemm_case)")
+                    help="also time each layer's three products as bare GEMMs over the batch (gemm_case)")
     ap.add_argument("--wait-idle", type=float, default=0, metavar="S",
                     help="before each row, wait up to S seconds for other processes to go idle")
     reference.add_malloc_flag(ap)
