@@ -237,7 +237,8 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--gemm", action="store_true",
-                    help="also time each layer's three products as bare GEMMs over the batch (gemm_case)")
+                    help="also time each layer's three products as bare GEMMs over the batch "
+                         "(gemm_case)")
     ap.add_argument("--wait-idle", type=float, default=0, metavar="S",
                     help="before each row, wait up to S seconds for other processes to go idle")
     reference.add_malloc_flag(ap)

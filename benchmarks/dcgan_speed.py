@@ -1,8 +1,9 @@
 """Seconds per DCGAN training step (batch 64, 28 x 28 MNIST networks) in minigan and PyTorch.
 
-Both frameworks run the same step in the same process, rep by rep in turn (this VM's speed drifts
-by about 15%, so only figures taken side by side compare), with a pause before each switch so
-that neither runs beside the other's spinning worker threads (reference.alternate): G(z), D on the fake and the real
+Both frameworks run the same step in the same process, rep by rep in turn (this VM's speed
+drifts by about 15%, so only figures taken side by side compare), with a pause before each
+switch so that neither runs beside the other's spinning worker threads, and an untimed step
+after it (reference.alternate): G(z), D on the fake and the real
 batch, G's backward and Adam step, D's backward and Adam step (the 'shared' scheme of
 the shared bench/torch_dcgan.py (found as reference.py says), when present; otherwise the same
 networks and step are rebuilt here). The real batch is a fixed random tensor: data loading is not
