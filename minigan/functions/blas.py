@@ -60,7 +60,8 @@ def _symbol(name, restype=None, argtypes=()):
 
 def corename():
     """The kernels OpenBLAS chose for this CPU ("Haswell", "SkylakeX", ...), or None when no
-    OpenBLAS is loaded (see minigan/cpuinfo.py for why it matters)."""
+    OpenBLAS is loaded. The benchmarks print it: OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU
+    halves every GEMM here."""
     if _library() is None:
         return None
     name = _symbol("openblas_get_corename", ctypes.c_char_p)()
@@ -76,7 +77,8 @@ def _find():
     i = ctypes.c_int64 if b"USE64BITINT" in (config or b"") else ctypes.c_int
     p = ctypes.c_void_p
     fns = {}
-    for dt, ch, real in ((numpy.float32, "s", ctypes.c_float), (numpy.float64, "d", ctypes.c_double)):
+    for dt, ch, real in ((numpy.float32, "s", ctypes.c_float),
+                         (numpy.float64, "d", ctypes.c_double)):
         fns[numpy.dtype(dt)] = _symbol(f"cblas_{ch}gemm", None,
                                        [i, i, i, i, i, i, real, p, i, p, i, real, p, i])
     return fns

@@ -4,8 +4,8 @@ Where a faster form wins depends on the machine: Winograd's 3 x 3 form, for one,
 16 x 16 images at batch 8 on the Intel Xeon with AVX-512 that the benchmarks ran on, where on
 the AMD Zen 4 it lost below 32 x 32 (benchmarks/README.md). A threshold measured on one kind is
 keyed by it; every other CPU keeps the "default" values (the AMD Zen 5 too: a table of its own,
-from a per-layer sweep there, measured no faster on whole steps, and the Xeon's was slower). MINIGAN_CPU_KIND overrides the
-detection (for tests and for comparing on one machine).
+from a per-layer sweep there, measured no faster on whole steps, and the Xeon's was slower).
+MINIGAN_CPU_KIND overrides the detection (for tests and for comparing on one machine).
 """
 import functools
 import os
