@@ -86,8 +86,11 @@ CONV_CASES = [
     Case(2, 6, 2, (6, 5), (3, 2), pad=1, dilate=(2, 1), groups=2),  # few outputs: flipped route
     Case(1, 4, 2, 4, 3, pad=3),                                     # pad > k-1: no flipped route
     Case(1, 3, 3, 5, 3, pad=1),                     # as many columns either way: neither flips
+    Case(3, 5, 4, 4, 4),                            # the kernel is the image: a linear layer
+    Case(2, 3, 2, (3, 5), (3, 5), stride=2),        # ... rectangular, any stride
 ]
-# N >= 4 samples of at most 64 output pixels (columns per sample): the batch-last route
+# N >= 4 samples of at most 64 output pixels (columns per sample): the batch-last route (DCGAN's
+# 4 x 4 -> 1 x 1 head and 1 x 1 -> 4 x 4 first layer are linear layers: the dense cases above)
 LAST_CONV_CASES = [
     Case(4, 3, 5, 7, 3, stride=2, pad=1),                           # N = 4 exactly, odd size
     Case(5, 4, 6, (6, 5), 4, stride=2, pad=1),                      # pix2pix down, odd sizes
@@ -96,15 +99,13 @@ LAST_CONV_CASES = [
     Case(4, 2, 3, 32, 4, stride=4),                                 # a 1024-pixel image -> 8 x 8
     Case(6, 2, 3, (5, 7), 3),                                       # stride 1, no pad
     Case(4, 3, 5, 6, 1),                                            # pointwise
-    Case(4, 6, 1, 4, 4),                            # DCGAN's D output: 1 x 1 x 1, flipped route
 ]
 LAST_DECONV_CASES = [
     Case(4, 3, 5, (3, 4), 4, stride=2, pad=1),                      # pix2pix up
     Case(4, 4, 3, 3, 3, stride=2, pad=1, extra=1),
     Case(4, 3, 2, 5, 3, pad=1),                                     # stride 1
-    Case(4, 5, 6, 1, 4),                                            # DCGAN's 1 x 1 -> 4 x 4 layer
     Case(4, 2, 3, 2, 2, stride=3, extra=2),                         # stride > kernel, gaps
-    Case(4, 3, 1, 1, 1),                            # (N, 1, 1, 1) out: no view of a workspace
+    Case(4, 3, 1, 1, 3, pad=1),                     # (N, 1, 1, 1) out: no view of a workspace
 ]
 CONV_CASES += LAST_CONV_CASES
 DECONV_CASES = [
@@ -119,6 +120,8 @@ DECONV_CASES = [
     Case(2, 2, 6, (4, 3), (3, 2), pad=(1, 0), dilate=(1, 2), groups=2),  # few inputs: conv route
     Case(1, 2, 4, 5, 3, pad=3),                                     # pad > k-1: no conv route
     Case(1, 3, 3, 5, 3, pad=1),
+    Case(3, 5, 4, 1, 4),                                            # 1x1 -> kxk: a linear layer
+    Case(2, 3, 2, 1, (2, 3), stride=3),
 ] + LAST_DECONV_CASES
 
 
@@ -487,6 +490,38 @@ def test_dcgan_1x1_input_layer_is_no_padded_convolution(n, monkeypatch):
     for got, want in [(y.array, yt.detach().numpy())] + [
             (v.grad.array, t.grad.numpy()) for v, t in zip(vs, ts)]:
         numpy.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * numpy.abs(want).max())
+
+
+@pytest.mark.parametrize("deconv", [False, True], ids=["conv", "deconv"])
+def test_a_kernel_covering_the_image_is_one_gemm_per_product(deconv, monkeypatch):
+    """DCGAN's D head, Conv(128 -> 1, 4) on 4 x 4, and G's ConvT(100 -> 128, 4) from 1 x 1 at
+    batch 64: every product is one GEMM in NCHW (no form, route or columns is consulted), equal
+    to the sums written out."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a kernel covering the image took another form")
+    for module, name in ((conv_module._im, "route"), (conv_module._s2d, "takes"),
+                         (conv_module._wino, "takes"), (conv_module._win, "takes"),
+                         (conv_module, "_columns")):
+        monkeypatch.setattr(module, name, refuse)
+    case = Case(64, 100, 128, 1, 4) if deconv else Case(64, 128, 1, 4, 4)
+    x, W, b = (Variable(a) for a in case.arrays(deconv, True))
+    y = case.minigan(deconv)(x, W, b)
+    gy = numpy.random.RandomState(5).standard_normal(y.shape)
+    y.grad = gy
+    y.backward()
+    xa, Wa = x.array, W.array
+    if deconv:      # y[n, o, i, j] = sum_c x[n, c] W[c, o, i, j]
+        want = [numpy.einsum("nc,coij->noij", xa[:, :, 0, 0], Wa),
+                numpy.einsum("noij,coij->nc", gy, Wa)[:, :, None, None],
+                numpy.einsum("nc,noij->coij", xa[:, :, 0, 0], gy)]
+    else:           # y[n, o] = sum_cij W[o, c, i, j] x[n, c, i, j]
+        want = [numpy.einsum("ocij,ncij->no", Wa, xa)[:, :, None, None],
+                numpy.einsum("no,ocij->ncij", gy[:, :, 0, 0], Wa),
+                numpy.einsum("no,ncij->ocij", gy[:, :, 0, 0], xa)]
+    want[0] = want[0] + b.array.reshape(1, -1, 1, 1)
+    for got, w in zip((y.array, x.grad.array, W.grad.array), want):
+        numpy.testing.assert_allclose(got, w, rtol=1e-12, atol=1e-12)
+    numpy.testing.assert_allclose(b.grad.array, gy.sum(axis=(0, 2, 3)), rtol=1e-12)
 
 
 def test_device_arrays_keep_the_raw_kernels(monkeypatch):

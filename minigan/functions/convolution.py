@@ -11,8 +11,11 @@ The transposed convolution (deconvolution_2d) is the x-gradient of a convolution
 is GEMM + col2im and its gradients are a convolution (gx) and Convolution2DGradW (gW). Every
 backward is written with these three differentiable nodes, so every order of derivative works.
 
-Each product opens with that plain path; im2col.route picks one of two faster forms where they
-pay, and every form is tested equal to the plain one to every order:
+A kernel that covers the unpadded image (one output pixel; or, transposed, a 1 x 1 input) is a
+linear layer: each product is then one GEMM over the batch in NCHW as it is (_is_dense; DCGAN's
+first and last layers). Otherwise each product opens with the plain path above; im2col.route
+picks one of two faster forms where they pay, and every form is tested equal to the plain one
+to every order:
 - 'flipped': with stride 1 a convolution equals a transposed one with the kernel turned by 180
   degrees (_flip_t), so a product builds the fewer columns, C kh kw per output pixel or Cout kh kw
   per input pixel (pix2pix's last 128 -> 3 layer; DCGAN's ConvT(100 -> 128) from 1 x 1 stays a
@@ -67,6 +70,14 @@ def _is_pointwise(kh, kw, s, p):
     return kh == kw == 1 and s == (1, 1) and p == (0, 0)
 
 
+def _is_dense(image, ksize, p, d, G):
+    """The kernel covers the unpadded image exactly (one output pixel): the convolution is a
+    linear layer, y (N, Cout) = x (N, C H W) @ W (Cout, C kh kw)^T, and its transpose from a
+    1 x 1 image likewise (DCGAN's first and last layers). Then its products are single GEMMs
+    over the batch in NCHW as it is, with no columns, no transposes and no per-sample calls."""
+    return G == 1 and p == (0, 0) and d == (1, 1) and tuple(image) == tuple(ksize)
+
+
 def _columns(x, kh, kw, s, p, d, oh, ow, slot="col"):
     """im2col(x) as (N, C, kh, kw, oh, ow), in a workspace on the CPU (x itself when pointwise)."""
     if _is_pointwise(kh, kw, s, p):
@@ -101,6 +112,9 @@ def _conv(x, W, b, s, p, d, G, col=None):
     N, C, H, Wd = x.shape
     Co, Cg, kh, kw = W.shape
     oh, ow = _im.conv_outsize(H, kh, s[0], p[0], d[0]), _im.conv_outsize(Wd, kw, s[1], p[1], d[1])
+    if _is_dense((H, Wd), (kh, kw), p, d, G):
+        y = xp.matmul(x.reshape(N, -1), W.reshape(Co, -1).T)
+        return _add_bias(y.reshape(N, Co, 1, 1), b)
     if col is None and _s2d.takes((H, Wd), (oh, ow), C, Co, (kh, kw), s, p, d, G, x):
         return _add_bias(_s2d.conv(x, W), b)
     if col is None and _wino.takes(x.shape, Co, (kh, kw), s, p, d, G, x):
@@ -134,6 +148,9 @@ def _deconv(x, W, b, s, p, d, G, outsize, gM=None):
     _, Cg, kh, kw = W.shape
     oh, ow = outsize
     M = Cg * kh * kw
+    if (H, Wd) == (1, 1) and _is_dense(outsize, (kh, kw), p, d, G):
+        y = xp.matmul(x.reshape(N, Ci), W.reshape(Ci, M))
+        return _add_bias(y.reshape(N, Cg, kh, kw), b)
     if _s2d.takes(outsize, (H, Wd), Cg, Ci, (kh, kw), s, p, d, G, x):
         return _add_bias(_s2d.conv_grad_x(x, W), b)
     if gM is not None or _wino.takes((N, Cg) + tuple(outsize), Ci, (kh, kw), s, p, d, G, x):
@@ -169,6 +186,8 @@ def _conv_grad_w(x, gy, kh, kw, s, p, d, G, col=None, gM=None):
     xp = backend.get_array_module(x)
     N, C, H, W = x.shape
     Co, oh, ow = gy.shape[1:]
+    if _is_dense((H, W), (kh, kw), p, d, G):
+        return xp.matmul(gy.reshape(N, Co).T, x.reshape(N, -1)).reshape(Co, C, kh, kw)
     if col is None and _s2d.takes((H, W), (oh, ow), C, Co, (kh, kw), s, p, d, G, x):
         return _s2d.conv_grad_w(x, gy)
     if gM is not None or (col is None and _wino.takes(x.shape, Co, (kh, kw), s, p, d, G, x)):
@@ -237,6 +256,8 @@ def _winograd_both(x, w_shape, s, p, d, G):
     routes of _deconv and _conv_grad_w, which test the same shapes)."""
     Co, _, kh, kw = w_shape
     N, C, H, W = x.shape
+    if _is_dense((H, W), (kh, kw), p, d, G):
+        return False
     if _s2d.takes((H, W), _outsize(x.shape, w_shape, s, p, d), C, Co, (kh, kw), s, p, d, G, x):
         return False
     return _wino.takes(x.shape, Co, (kh, kw), s, p, d, G, x)
@@ -267,7 +288,7 @@ class Deconvolution2DFunction(FunctionNode):
         s, p, d, G = self.stride, self.pad, self.dilate, self.groups
         kh, kw = W.shape[2:]
         col = None
-        if 0 in indexes and 1 in indexes and \
+        if 0 in indexes and 1 in indexes and not _is_dense(gy.shape[2:], (kh, kw), p, d, G) and \
                 not _win.takes(gy.shape, x.shape[1], (kh, kw), s, p, d, G, gy.array) and \
                 _conv_route(gy.array, x.shape[1], kh, kw, s, p, d, G, *x.shape[2:]) == "nchw":
             # gx = conv(gy, W) and gW = gy-columns @ x^T read the same columns of gy: build once
