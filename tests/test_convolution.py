@@ -473,8 +473,8 @@ def test_space_to_depth_takes_only_its_geometry(big, small, ksize, s, p, groups,
 
 @pytest.mark.parametrize("n", [1, 64])
 def test_dcgan_1x1_input_layer_is_no_padded_convolution(n, monkeypatch):
-    """ConvT(100 -> 128, 4, 1, 0) on 1 x 1 stays GEMM + col2im (the flipped route, a 4 x 4 conv
-    of the zero-padded 7 x 7 input, would do 16 times the work), and matches PyTorch."""
+    """ConvT(100 -> 128, 4, 1, 0) on 1 x 1 is one GEMM (the flipped route, a 4 x 4 conv of the
+    zero-padded 7 x 7 input, would do 16 times the work), and matches PyTorch."""
     torch = torch_module()
     x, W, b = Case(n, 100, 128, 1, 4).arrays(True, True, numpy.float32, seed=2)
     calls = []

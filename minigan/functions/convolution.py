@@ -18,8 +18,8 @@ picks one of two faster forms where they pay, and every form is tested equal to 
 to every order:
 - 'flipped': with stride 1 a convolution equals a transposed one with the kernel turned by 180
   degrees (_flip_t), so a product builds the fewer columns, C kh kw per output pixel or Cout kh kw
-  per input pixel (pix2pix's last 128 -> 3 layer; DCGAN's ConvT(100 -> 128) from 1 x 1 stays a
-  GEMM + col2im, where the padded 7 x 7 convolution would do 16 times the work);
+  per input pixel (pix2pix's last 128 -> 3 layer; never a dense product such as DCGAN's
+  ConvT(100 -> 128) from 1 x 1, whose padded 7 x 7 twin would do 16 times the work);
 - 'batch_last': N samples of few output pixels in a (C, H, W, N) layout, one GEMM for the whole
   batch (im2col_last.py).
 Before the route, a product on big images with enough channels on both sides builds no columns:
