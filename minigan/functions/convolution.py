@@ -252,20 +252,12 @@ class Convolution2DFunction(FunctionNode):
 
 
 def _winograd_both(x, w_shape, s, p, d, G):
-    """True when a convolution's x-gradient and W-gradient both take the Winograd form (the
-    routes of _deconv and _conv_grad_w, which test the same shapes)."""
+    """True when a convolution's x-gradient and W-gradient both take the Winograd form: the
+    routes of _deconv and _conv_grad_w test the same shapes, a dense product first (the
+    space-to-depth form before it needs a 4 x 4 kernel, Winograd's a 3 x 3 one)."""
     Co, _, kh, kw = w_shape
-    N, C, H, W = x.shape
-    if _is_dense((H, W), (kh, kw), p, d, G):
-        return False
-    if _s2d.takes((H, W), _outsize(x.shape, w_shape, s, p, d), C, Co, (kh, kw), s, p, d, G, x):
-        return False
-    return _wino.takes(x.shape, Co, (kh, kw), s, p, d, G, x)
-
-
-def _outsize(x_shape, w_shape, s, p, d):
-    return tuple(_im.conv_outsize(n, k, si, pi, di)
-                 for n, k, si, pi, di in zip(x_shape[2:], w_shape[2:], s, p, d))
+    return (not _is_dense(x.shape[2:], (kh, kw), p, d, G)
+            and _wino.takes(x.shape, Co, (kh, kw), s, p, d, G, x))
 
 
 class Deconvolution2DFunction(FunctionNode):

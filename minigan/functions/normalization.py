@@ -337,7 +337,8 @@ class NormalizationGrad(FunctionNode):
 
 def _grad_backward(lay, x, gamma, gy, ggx, gggamma, ggbeta, mu, inv, a):
     """NormalizationGrad.backward on arrays (norm_jit's two passes, else about a dozen NumPy
-    passes): five per-statistic means, then g_gy and g_x as per-statistic combinations of ggx, gy and xhat (a = gamma inv_std).
+    passes): five per-statistic means, then g_gy and g_x as per-statistic combinations of ggx,
+    gy and xhat (a = gamma inv_std).
 
     With gbar = mean(gy), m = mean(gy xhat), p = mean(ggx), q = mean(ggx xhat), R = gggamma,
     B = ggbeta, n = count: g_gy = a ggx + (R - a q) xhat + B - a p; s = n (mean(ggx gy) - gbar p
